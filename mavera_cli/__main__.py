@@ -1,0 +1,5 @@
+import sys
+
+from mavera_cli.entry import main
+
+sys.exit(main())

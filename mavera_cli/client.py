@@ -1,0 +1,214 @@
+"""HTTP only: talks to the Mavera API with httpx and maps every transport failure to our errors.
+
+Knows nothing of SSE, rendering or retries; the key lives only in the Authorization header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import orjson
+
+from mavera_cli import __version__
+from mavera_cli.config import Settings
+from mavera_cli.errors import (
+    ConnectionFailedError,
+    InvalidOutputError,
+    MaveraError,
+    NotCompletedError,
+    PartialStreamError,
+    TimedOutError,
+    error_for_status,
+    server_message,
+)
+from mavera_cli.retry import parse_retry_after
+
+MAX_ERROR_BODY = 64 * 1024  # enough for any error message; an HTML page is cut short
+DebugSink = Callable[[str], None]
+
+
+class MaveraClient:
+    """One connection pool to the API, closed with the client."""
+
+    def __init__(self, settings: Settings, debug: DebugSink | None = None) -> None:
+        self._settings = settings
+        self._debug = debug
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "User-Agent": f"mavera-cli/{__version__}",
+        }
+        if settings.api_key:
+            headers["Authorization"] = f"Bearer {settings.api_key}"
+        timeout = httpx.Timeout(settings.timeout)
+        # Loading the CA bundle costs tens of ms at start-up; a plain-http URL never uses it.
+        verify = not settings.base_url.startswith("http://")
+        self._http = httpx.Client(
+            base_url=settings.base_url + "/",
+            headers=headers,
+            timeout=timeout,
+            verify=verify,
+            follow_redirects=False,
+            trust_env=True,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> MaveraClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def open_stream(self, payload: dict[str, Any]) -> Iterator[Iterator[bytes]]:
+        """POST a streaming request; yield an iterator over the raw body chunks as they arrive."""
+        request = self._http.build_request(
+            "POST",
+            "responses",
+            content=orjson.dumps(payload),
+            # Compressed SSE would hold deltas back in the decompressor's buffer.
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "text/event-stream",
+                "Accept-Encoding": "identity",
+            },
+        )
+        self._log_request(request)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _request_error(exc, self._settings) from exc
+        try:
+            self._log_response(response)
+            self._check_status(response)
+            self._check_stream_type(response)
+            yield _raw_chunks(response, self._settings)
+        finally:
+            response.close()
+
+    def create_response(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST a non-streaming request; the Response object."""
+        data = self._request_json("POST", "responses", payload)
+        if not isinstance(data, dict):
+            raise InvalidOutputError("the server's response is not a JSON object")
+        return data
+
+    def list_personas(self) -> list[dict[str, Any]]:
+        """The personas the key can use."""
+        data = self._request_json("GET", "personas", None)
+        items = data.get("data") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise InvalidOutputError("the server's persona list has no `data` array")
+        return [item for item in items if isinstance(item, dict)]
+
+    def _request_json(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
+        request = self._http.build_request(
+            method,
+            path,
+            content=None if payload is None else orjson.dumps(payload),
+            headers={"Content-Type": "application/json"} if payload is not None else None,
+        )
+        self._log_request(request)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _request_error(exc, self._settings) from exc
+        try:
+            self._log_response(response)
+            self._check_status(response)
+            try:
+                body = response.read()
+            except httpx.HTTPError as exc:
+                raise _body_error(exc, self._settings) from exc
+        finally:
+            response.close()
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidOutputError(
+                f"the server's response is not JSON: {server_message(body)}"
+            ) from exc
+
+    def _check_status(self, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        body = _read_limited(response)
+        retry_after = parse_retry_after(response.headers)
+        raise error_for_status(response.status_code, body, retry_after)
+
+    def _check_stream_type(self, response: httpx.Response) -> None:
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type in ("", "text/event-stream", "text/plain", "application/octet-stream"):
+            return
+        body = _read_limited(response)
+        message = server_message(body)
+        if content_type == "application/json":
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                data = None
+            if isinstance(data, dict) and data.get("error"):
+                raise NotCompletedError(f"the server answered with an error: {message}")
+        raise InvalidOutputError(f"expected an event stream, got {content_type}: {message}")
+
+    def _log_request(self, request: httpx.Request) -> None:
+        if self._debug is None:
+            return
+        self._debug(f"> {request.method} {request.url}")
+        for name, value in request.headers.items():
+            shown = "Bearer ***" if name.lower() == "authorization" else value
+            self._debug(f"> {name}: {shown}")
+
+    def _log_response(self, response: httpx.Response) -> None:
+        if self._debug is None:
+            return
+        self._debug(f"< {response.http_version} {response.status_code} {response.reason_phrase}")
+        for name, value in response.headers.items():
+            self._debug(f"< {name}: {value}")
+
+
+def _raw_chunks(response: httpx.Response, settings: Settings) -> Iterator[bytes]:
+    """The body exactly as received, one item per network read."""
+    encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+    try:
+        yield from response.iter_bytes() if encoded else response.iter_raw()
+    except httpx.HTTPError as exc:
+        raise _body_error(exc, settings) from exc
+
+
+def _read_limited(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_raw():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= MAX_ERROR_BODY:
+                break
+    except httpx.HTTPError:
+        pass  # the status already says what happened; the body is only decoration
+    return b"".join(chunks)[:MAX_ERROR_BODY]
+
+
+def _request_error(exc: httpx.HTTPError, settings: Settings) -> MaveraError:
+    """A failure before any response: connect, TLS, DNS, or the server never answered."""
+    if isinstance(exc, httpx.TimeoutException):
+        stage = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for a response"
+        return TimedOutError(f"no answer for {settings.timeout:g}s while {stage} ({exc})")
+    return ConnectionFailedError(f"cannot reach {settings.base_url}: {_describe(exc)}")
+
+
+def _body_error(exc: httpx.HTTPError, settings: Settings) -> MaveraError:
+    """A failure while the body was arriving: the response is cut short."""
+    if isinstance(exc, httpx.TimeoutException):
+        return TimedOutError(f"no data for {settings.timeout:g}s during the response")
+    return PartialStreamError(f"connection broke during the response: {_describe(exc)}")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -1,0 +1,199 @@
+"""Resolved settings: flag > environment > config file > default, and where each came from.
+
+The API key is read only from `MAVERA_API_KEY` or the config file, never from a flag.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mavera_cli.errors import AuthError, UsageError
+
+DEFAULT_BASE_URL = "https://app.mavera.io/api/v1"
+DEFAULT_MODEL = "mavera-1"
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_RETRIES = 2
+KEY_MASK = "***"
+
+# name in Settings -> (environment variable, key in the config file)
+_SOURCES: dict[str, tuple[str | None, str]] = {
+    "base_url": ("MAVERA_BASE_URL", "base_url"),
+    "api_key": ("MAVERA_API_KEY", "api_key"),
+    "persona": ("MAVERA_PERSONA_ID", "persona"),
+    "model": ("MAVERA_MODEL", "model"),
+    "timeout": ("MAVERA_TIMEOUT", "timeout"),
+    "retries": ("MAVERA_RETRIES", "retries"),
+    "instructions": (None, "instructions"),
+}
+_DEFAULTS: dict[str, Any] = {
+    "base_url": DEFAULT_BASE_URL,
+    "api_key": None,
+    "persona": None,
+    "model": DEFAULT_MODEL,
+    "timeout": DEFAULT_TIMEOUT,
+    "retries": DEFAULT_RETRIES,
+    "instructions": None,
+}
+
+
+def config_path(environ: Mapping[str, str]) -> Path:
+    """The TOML config file: `$MAVERA_CONFIG`, else `$XDG_CONFIG_HOME/mavera/config.toml`."""
+    if environ.get("MAVERA_CONFIG"):
+        return Path(environ["MAVERA_CONFIG"])
+    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")) / ".config")
+    return Path(base).expanduser() / "mavera" / "config.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a request needs, resolved once; `origins` says where each value came from."""
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = field(default=None, repr=False)
+    persona: str | None = None
+    model: str = DEFAULT_MODEL
+    instructions: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    max_time: float | None = None
+    retries: int = DEFAULT_RETRIES
+    allow_insecure_http: bool = False
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+    warnings: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        key = KEY_MASK if self.api_key else None
+        return (
+            f"Settings(base_url={self.base_url!r}, api_key={key!r}, persona={self.persona!r}, "
+            f"model={self.model!r}, timeout={self.timeout!r}, max_time={self.max_time!r}, "
+            f"retries={self.retries!r})"
+        )
+
+    def require_key(self) -> str:
+        """The API key, or an AuthError (exit 3) saying how to provide one."""
+        if not self.api_key:
+            raise AuthError(
+                "no API key: set MAVERA_API_KEY (or api_key in the config file), "
+                "or use --mock to try the tool offline"
+            )
+        return self.api_key
+
+    def check_transport(self) -> None:
+        """Refuse to send the key in clear text to anything but this machine."""
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"invalid base URL {self.base_url!r}: expected http(s)://host/...")
+        if parts.scheme == "http" and not self.allow_insecure_http:
+            if not is_loopback(parts.hostname):
+                raise UsageError(
+                    f"refusing to send the API key over plain http to {parts.hostname}; "
+                    "use https, or pass --allow-insecure-http if you really mean it"
+                )
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and the loopback ranges (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_settings(
+    flags: Mapping[str, Any], environ: Mapping[str, str], *, read_config: bool = True
+) -> Settings:
+    """Merge flags (None = not given), environment and config file into `Settings`."""
+    path = config_path(environ)
+    file_values, warnings = _read_config(path) if read_config else ({}, [])
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for name, (env_name, file_key) in _SOURCES.items():
+        if name != "api_key" and flags.get(name) is not None:
+            values[name], origins[name] = flags[name], "flag"
+        elif env_name and environ.get(env_name):
+            values[name], origins[name] = environ[env_name], f"env {env_name}"
+        elif file_key in file_values:
+            values[name], origins[name] = file_values[file_key], f"config {path}"
+        else:
+            values[name], origins[name] = _DEFAULTS[name], "default"
+    if values["api_key"] and origins["api_key"].startswith("config"):
+        warnings.extend(_permission_warning(path))
+    max_time = flags.get("max_time")
+    return Settings(
+        base_url=str(values["base_url"]).rstrip("/"),
+        api_key=str(values["api_key"]) if values["api_key"] else None,
+        persona=str(values["persona"]) if values["persona"] else None,
+        model=str(values["model"]),
+        instructions=str(values["instructions"]) if values["instructions"] else None,
+        timeout=_positive_number("timeout", values["timeout"]),
+        max_time=None if max_time is None else _positive_number("max-time", max_time),
+        retries=_retries(values["retries"]),
+        allow_insecure_http=bool(flags.get("allow_insecure_http")),
+        origins=origins,
+        warnings=tuple(warnings),
+    )
+
+
+def _read_config(path: Path) -> tuple[dict[str, Any], list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config file {path}: {exc}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - {key for _, key in _SOURCES.values()})
+    warnings = [f"config file {path}: unknown setting {name!r} ignored" for name in unknown]
+    return data, warnings
+
+
+def _permission_warning(path: Path) -> list[str]:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        return [f"config file {path} holds an API key and is readable by others; chmod 600 it"]
+    return []
+
+
+def _positive_number(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"invalid {name} {value!r}: expected a number of seconds") from None
+    if not number > 0 or number != number or number == float("inf"):
+        raise UsageError(f"invalid {name} {value!r}: expected a positive number of seconds")
+    return number
+
+
+def _retries(value: Any) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise UsageError(f"invalid retries {value!r}: expected a whole number >= 0") from None
+    if number < 0:
+        raise UsageError(f"invalid retries {value!r}: expected a whole number >= 0")
+    return number
+
+
+def masked(value: str | None) -> str:
+    """How a key is shown anywhere: never its text."""
+    return KEY_MASK if value else "(not set)"
+
+
+def environ_snapshot() -> dict[str, str]:
+    """The process environment, read in one place (cli.py passes it down)."""
+    return dict(os.environ)

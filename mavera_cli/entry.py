@@ -1,0 +1,100 @@
+"""The process boundary: run the CLI, turn every failure into one stderr line and an exit code.
+
+This is the only place in the package that catches broad exceptions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from mavera_cli import __version__
+from mavera_cli.errors import ExitCode, MaveraError
+
+SIGPIPE_EXIT = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
+SIGTERM_EXIT = 128 + 15
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `mavera` with `argv` (default: sys.argv[1:]); return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["-V"]):
+        # Answered before typer, httpx or rich are imported: start-up stays cheap.
+        sys.stdout.write(f"mavera {__version__}\n")
+        sys.stdout.flush()
+        return 0
+    previous_term = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that output is flushed on the way out."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _run(args: list[str]) -> int:
+    from mavera_cli import cli
+
+    try:
+        import typer
+
+        try:
+            result = cli.app(args=args, prog_name="mavera", standalone_mode=False)
+        except typer.TyperException as exc:  # Click's usage errors (bad flag, missing value)
+            show = getattr(exc, "show", None)
+            if show is not None:
+                show()
+            else:
+                sys.stderr.write(f"Error: {exc.format_message()}\n")
+            return int(getattr(exc, "exit_code", ExitCode.usage))
+        except typer.Abort:
+            raise KeyboardInterrupt from None
+        _flush_stdout()
+        return int(result) if isinstance(result, int) else 0
+    except MaveraError as error:
+        _flush_stdout()
+        cli.SESSION.terminal.error(error.message)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        _flush_stdout()
+        return int(ExitCode.interrupted)
+    except _Terminated:
+        _flush_stdout()
+        return SIGTERM_EXIT
+    except BrokenPipeError:
+        return _broken_pipe()
+    except Exception as exc:  # the one broad catch: a bug must still end with one line
+        _flush_stdout()
+        cli.SESSION.terminal.error(
+            f"internal error ({type(exc).__name__}: {exc}); please report this at "
+            "https://github.com/mavera/mavera-cli/issues"
+        )
+        return int(ExitCode.internal)
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _broken_pipe()
+    except (OSError, ValueError):
+        pass
+
+
+def _broken_pipe() -> int:
+    # The reader went away (`| head`): point stdout at /dev/null so the interpreter's final
+    # flush cannot fail again, and leave without a word, like other Unix tools.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return SIGPIPE_EXIT

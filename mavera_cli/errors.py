@@ -1,0 +1,186 @@
+"""Every way a request can end, as exception classes that carry their exit code.
+
+    MaveraError                      (exit_code, kind)
+    ├── UsageError                   2  usage
+    ├── AuthError                    3  auth
+    ├── RejectedError                4  rejected
+    ├── RateLimitedError             5  rate_limited   (retry_after)
+    ├── TimedOutError                6  timeout
+    │   └── MaxTimeExceededError        (--max-time: never retried)
+    ├── PartialStreamError           7  partial_stream
+    ├── ServerError                  8  server_error
+    ├── ConnectionFailedError        9  connection
+    ├── NotCompletedError           10  not_completed
+    ├── InvalidOutputError          11  invalid_output
+    ├── ToolFailedError             12  tool_failed
+    └── InternalError                1  internal
+
+Only the standard library is imported here: every layer may raise these.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The contract's exit codes; the member names are the contract's names."""
+
+    ok = 0
+    internal = 1
+    usage = 2
+    auth = 3
+    rejected = 4
+    rate_limited = 5
+    timeout = 6
+    partial_stream = 7
+    server_error = 8
+    connection = 9
+    not_completed = 10
+    invalid_output = 11
+    tool_failed = 12
+    interrupted = 130
+
+
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.ok: "the response completed",
+    ExitCode.internal: "an unexpected error (a bug; please report it)",
+    ExitCode.usage: "bad flags or arguments, no prompt, unreadable input or schema file",
+    ExitCode.auth: "no API key, 401, 403",
+    ExitCode.rejected: "any other 4xx (400, 402, 404, 409, 413, 422 ...)",
+    ExitCode.rate_limited: "429 after the retries were used up",
+    ExitCode.timeout: "--timeout or --max-time passed, before or during the stream",
+    ExitCode.partial_stream: "the stream broke or ended before response.completed",
+    ExitCode.server_error: "5xx after the retries were used up",
+    ExitCode.connection: "DNS, refused, reset before any response, TLS failure",
+    ExitCode.not_completed: "response.failed, response.incomplete, or an error event",
+    ExitCode.invalid_output: "output is not valid JSON or fails the schema; malformed event data",
+    ExitCode.tool_failed: "tools --exec: a local command failed or the round limit was reached",
+    ExitCode.interrupted: "interrupted (Ctrl-C)",
+}
+
+
+class MaveraError(Exception):
+    """Base of every failure the tool reports; `exit_code` decides how the process ends."""
+
+    exit_code: ExitCode = ExitCode.internal
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def kind(self) -> str:
+        return self.exit_code.name
+
+
+class UsageError(MaveraError):
+    exit_code = ExitCode.usage
+
+
+class AuthError(MaveraError):
+    exit_code = ExitCode.auth
+
+
+class RejectedError(MaveraError):
+    exit_code = ExitCode.rejected
+
+
+class RateLimitedError(MaveraError):
+    exit_code = ExitCode.rate_limited
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TimedOutError(MaveraError):
+    exit_code = ExitCode.timeout
+
+
+class MaxTimeExceededError(TimedOutError):
+    """`--max-time` passed: the whole budget is spent, so this one is never retried."""
+
+
+class PartialStreamError(MaveraError):
+    exit_code = ExitCode.partial_stream
+
+
+class ServerError(MaveraError):
+    exit_code = ExitCode.server_error
+
+
+class ConnectionFailedError(MaveraError):
+    exit_code = ExitCode.connection
+
+
+class NotCompletedError(MaveraError):
+    exit_code = ExitCode.not_completed
+
+
+class InvalidOutputError(MaveraError):
+    exit_code = ExitCode.invalid_output
+
+
+class ToolFailedError(MaveraError):
+    exit_code = ExitCode.tool_failed
+
+
+class InternalError(MaveraError):
+    exit_code = ExitCode.internal
+
+
+# Bodies can be whole HTML pages; a one-line message keeps only this much of them.
+_MAX_QUOTED_BODY = 200
+
+
+def server_message(body: bytes) -> str:
+    """The server's own error message from a response body, as one short line."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, Mapping):
+        inner = parsed.get("error", parsed)
+        if isinstance(inner, Mapping) and isinstance(inner.get("message"), str):
+            code = inner.get("code")
+            message = str(inner["message"])
+            return f"{message} ({code})" if isinstance(code, str) and code else message
+        if isinstance(inner, str):
+            return inner
+    if text.lstrip().startswith("<"):
+        return _html_title(text) or "an HTML page"
+    line = " ".join(text.split())
+    if len(line) > _MAX_QUOTED_BODY:
+        line = line[:_MAX_QUOTED_BODY] + "…"
+    return line or "no message"
+
+
+def _html_title(html: str) -> str:
+    lower = html.lower()
+    start = lower.find("<title>")
+    end = lower.find("</title>", start)
+    if start == -1 or end == -1:
+        return ""
+    return " ".join(html[start + len("<title>") : end].split())[:_MAX_QUOTED_BODY]
+
+
+def error_for_status(
+    status: int, body: bytes, retry_after: float | None = None
+) -> MaveraError:
+    """The error class for an HTTP error status, quoting the server's message."""
+    message = f"HTTP {status}: {server_message(body)}"
+    if status in (401, 403):
+        return AuthError(message)
+    if status == 429:
+        if retry_after is not None:
+            message += f" (server's Retry-After: {retry_after:g}s)"
+        return RateLimitedError(message, retry_after)
+    if 400 <= status < 500:
+        return RejectedError(message)
+    if status >= 500:
+        return ServerError(message)
+    return InternalError(f"unexpected HTTP status {status}: {server_message(body)}")

@@ -1,0 +1,264 @@
+"""Responses API events: SSE events become `ResponseEvent`s, and an accumulator folds them.
+
+Parsing is lenient on purpose: real streams add fields, reorder keys and invent new event
+types, so nothing is validated beyond "the data is a JSON object".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from mavera_cli.errors import (
+    InvalidOutputError,
+    MaveraError,
+    NotCompletedError,
+    PartialStreamError,
+)
+from mavera_cli.sse import SSEEvent
+
+TEXT_DELTA = "response.output_text.delta"
+ARGUMENTS_DELTA = "response.function_call_arguments.delta"
+COMPLETED = "response.completed"
+FAILED = "response.failed"
+INCOMPLETE = "response.incomplete"
+ERROR = "error"
+DONE_MARKER = b"[DONE]"
+
+
+class ResponseEvent:
+    """One event: its `type`, the parsed JSON object, and the data bytes as received."""
+
+    __slots__ = ("data", "raw", "type")
+
+    def __init__(self, type: str, data: dict[str, Any], raw: bytes) -> None:
+        self.type = type
+        self.data = data
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"ResponseEvent({self.type!r})"
+
+
+def parse_event(sse: SSEEvent) -> ResponseEvent | None:
+    """The Responses event an SSE event carries; None for the `[DONE]` end marker."""
+    raw = sse.data
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if raw.strip() == DONE_MARKER:
+            return None
+        data = _parse_lenient(raw, exc)
+        raw = orjson.dumps(data)  # passed through as valid UTF-8 from here on
+    if not isinstance(data, dict):
+        raise InvalidOutputError(f"malformed event data: expected a JSON object, got {_clip(raw)}")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        kind = sse.event  # a server that only names the event on the `event:` line
+    return ResponseEvent(kind, data, raw)
+
+
+def _parse_lenient(raw: bytes, exc: Exception) -> Any:
+    # The SSE spec decodes invalid UTF-8 as U+FFFD; orjson refuses it, so retry that way.
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return orjson.loads(raw.decode("utf-8", "replace"))
+        except orjson.JSONDecodeError:
+            pass
+    raise InvalidOutputError(f"malformed event data (not JSON): {_clip(raw)}") from exc
+
+
+def _clip(raw: bytes, limit: int = 80) -> str:
+    text = raw.decode("utf-8", "replace")
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+class FunctionCall:
+    """A function call as it streams in: arguments accumulate until the item is done."""
+
+    __slots__ = ("arguments", "call_id", "done", "item_id", "name", "output_index")
+
+    def __init__(self, item_id: str, call_id: str, name: str, output_index: int | None) -> None:
+        self.item_id = item_id
+        self.call_id = call_id
+        self.name = name
+        self.output_index = output_index
+        self.arguments: list[str] = []
+        self.done = False
+
+    @property
+    def arguments_text(self) -> str:
+        return "".join(self.arguments)
+
+    def as_item(self) -> dict[str, Any]:
+        """The `function_call` input item that replays this call to the model."""
+        return {
+            "type": "function_call",
+            "call_id": self.call_id,
+            "name": self.name,
+            "arguments": self.arguments_text,
+        }
+
+
+class ResponseAccumulator:
+    """Folds a stream's events into how it ended, without keeping the text (memory stays flat).
+
+    The text renderer prints deltas as they come; only counts are kept here, for the
+    partial-stream message. Function calls are kept: they are small and `tools` needs them.
+    """
+
+    def __init__(self) -> None:
+        self.events_seen = 0
+        self.text_chars = 0
+        self.terminal: ResponseEvent | None = None
+        self.error_event: ResponseEvent | None = None
+        self.done_marker = False
+        self.calls: dict[str, FunctionCall] = {}  # by item id, in order of arrival
+
+    def add(self, event: ResponseEvent) -> None:
+        """Fold one event in."""
+        self.events_seen += 1
+        kind = event.type
+        if kind == TEXT_DELTA:
+            delta = event.data.get("delta")
+            if isinstance(delta, str):
+                self.text_chars += len(delta)
+        elif kind == ARGUMENTS_DELTA:
+            call = self._call_for(event.data)
+            delta = event.data.get("delta")
+            if call is not None and isinstance(delta, str):
+                call.arguments.append(delta)
+        elif kind in ("response.output_item.added", "response.output_item.done"):
+            self._on_item(event.data, done=kind.endswith("done"))
+        elif kind == "response.function_call_arguments.done":
+            call = self._call_for(event.data)
+            arguments = event.data.get("arguments")
+            if call is not None and isinstance(arguments, str):
+                call.arguments = [arguments]
+        elif kind in (COMPLETED, FAILED, INCOMPLETE):
+            if self.terminal is None:
+                self.terminal = event
+        elif kind == ERROR and self.error_event is None:
+            self.error_event = event
+
+    def _on_item(self, data: dict[str, Any], done: bool) -> None:
+        item = data.get("item")
+        if not isinstance(item, dict) or item.get("type") != "function_call":
+            return
+        item_id = str(item.get("id") or item.get("call_id") or len(self.calls))
+        call = self.calls.get(item_id)
+        if call is None:
+            output_index = data.get("output_index")
+            call = self.calls[item_id] = FunctionCall(
+                item_id,
+                str(item.get("call_id") or item_id),
+                str(item.get("name") or ""),
+                output_index if isinstance(output_index, int) else None,
+            )
+        if isinstance(item.get("name"), str) and item["name"]:
+            call.name = item["name"]
+        if isinstance(item.get("call_id"), str) and item["call_id"]:
+            call.call_id = item["call_id"]
+        if done:
+            arguments = item.get("arguments")
+            if isinstance(arguments, str):
+                call.arguments = [arguments]
+            call.done = True
+
+    def _call_for(self, data: dict[str, Any]) -> FunctionCall | None:
+        item_id = data.get("item_id")
+        if isinstance(item_id, str) and item_id in self.calls:
+            return self.calls[item_id]
+        output_index = data.get("output_index")
+        for call in self.calls.values():
+            if call.output_index is not None and call.output_index == output_index:
+                return call
+        return None
+
+    @property
+    def completed(self) -> bool:
+        return self.terminal is not None and self.terminal.type == COMPLETED
+
+    @property
+    def response(self) -> dict[str, Any]:
+        """The final response object from the terminal event ({} if none came)."""
+        if self.terminal is None:
+            return {}
+        response = self.terminal.data.get("response")
+        return response if isinstance(response, dict) else {}
+
+    def outcome_error(self) -> MaveraError | None:
+        """Why the stream did not complete, or None if it did."""
+        if self.error_event is not None:
+            return NotCompletedError(f"the server sent an error event: {_event_error(self)}")
+        if self.terminal is None:
+            ended = "data: [DONE]" if self.done_marker else "end of stream"
+            return PartialStreamError(
+                f"stream ended ({ended}) before response.completed "
+                f"after {self.events_seen} events, {self.text_chars} characters of text"
+            )
+        if self.terminal.type == FAILED:
+            return NotCompletedError(f"response failed: {_response_error(self.response)}")
+        if self.terminal.type == INCOMPLETE:
+            return NotCompletedError(f"response incomplete: {_incomplete_reason(self.response)}")
+        status = self.response.get("status", "completed")
+        if status != "completed":
+            return NotCompletedError(f"response.completed carried status {status!r}")
+        return None
+
+
+def _event_error(acc: ResponseAccumulator) -> str:
+    assert acc.error_event is not None
+    data = acc.error_event.data
+    nested = data.get("error")
+    source = nested if isinstance(nested, dict) else data
+    return _describe(source)
+
+
+def _response_error(response: dict[str, Any]) -> str:
+    error = response.get("error")
+    return _describe(error) if isinstance(error, dict) else "no reason given"
+
+
+def _incomplete_reason(response: dict[str, Any]) -> str:
+    details = response.get("incomplete_details")
+    if isinstance(details, dict) and details.get("reason"):
+        return str(details["reason"])
+    return "no reason given"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    message = str(error.get("message") or "no message")
+    code = error.get("code")
+    return f"{message} ({code})" if code else message
+
+
+def response_text(response: dict[str, Any]) -> str:
+    """The `output_text` parts of a response's message items, in order, concatenated."""
+    parts: list[str] = []
+    output = response.get("output")
+    for item in output if isinstance(output, list) else ():
+        if not isinstance(item, dict) or item.get("type") != "message":
+            continue
+        content = item.get("content")
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict) and part.get("type") == "output_text":
+                text = part.get("text")
+                if isinstance(text, str):
+                    parts.append(text)
+    return "".join(parts)
+
+
+def response_outcome_error(response: dict[str, Any]) -> MaveraError | None:
+    """For a non-streamed response: why it did not complete, or None if it did."""
+    status = response.get("status", "completed")
+    if status == "completed":
+        return None
+    if status == "failed":
+        return NotCompletedError(f"response failed: {_response_error(response)}")
+    if status == "incomplete":
+        return NotCompletedError(f"response incomplete: {_incomplete_reason(response)}")
+    return NotCompletedError(f"response ended with status {status!r}")

@@ -1,0 +1,44 @@
+"""What every renderer offers the core, and the one place product bytes leave the process."""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Protocol
+
+from mavera_cli.errors import MaveraError
+from mavera_cli.events import ResponseAccumulator, ResponseEvent
+
+KEY_MASK = b"***"
+
+
+class Renderer(Protocol):
+    """Receives events as they arrive; `flush` marks the end of one network read."""
+
+    def on_event(self, event: ResponseEvent) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def finish(self, accumulator: ResponseAccumulator) -> None:
+        """The response completed."""
+
+    def fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
+        """The request ended with `error`; whatever was received is already out."""
+
+
+class OutputSink:
+    """Binary stdout (or any stream) that masks the API key wherever it would be written."""
+
+    def __init__(self, stream: BinaryIO, secret: str | None = None) -> None:
+        self._stream = stream
+        self._secret = secret.encode() if secret else None
+        self.bytes_written = 0
+
+    def mask(self, secret: str | None) -> None:
+        """Mask this secret from now on (known once settings are resolved)."""
+        self._secret = secret.encode() if secret else None
+
+    def write(self, data: bytes) -> None:
+        if self._secret is not None and self._secret in data:
+            data = data.replace(self._secret, KEY_MASK)
+        self._stream.write(data)
+        self._stream.flush()
+        self.bytes_written += len(data)

@@ -1,0 +1,50 @@
+"""NDJSON mode: one line per event, its data JSON as received; a last line on failure."""
+
+from __future__ import annotations
+
+import orjson
+
+from mavera_cli.errors import MaveraError
+from mavera_cli.events import ResponseAccumulator, ResponseEvent
+from mavera_cli.render import OutputSink
+
+
+class NdjsonRenderer:
+    """Passes every event through untouched, one compact line each, flushed per network read."""
+
+    def __init__(self, sink: OutputSink) -> None:
+        self._sink = sink
+        self._pending: list[bytes] = []
+
+    def on_event(self, event: ResponseEvent) -> None:
+        raw = event.raw
+        if b"\n" in raw or b"\r" in raw:
+            # Multi-line `data:` fields join with LF; a line of NDJSON must not contain one.
+            raw = orjson.dumps(event.data)
+        self._pending.append(raw)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._pending.append(b"")
+            self._sink.write(b"\n".join(self._pending))
+            self._pending.clear()
+
+    def finish(self, accumulator: ResponseAccumulator) -> None:
+        self.flush()
+
+    def fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
+        self.flush()
+        self._sink.write(error_line(error))
+
+
+def error_line(error: MaveraError) -> bytes:
+    """The `mavera.error` line that tells a `jq` pipeline how the command ended."""
+    return orjson.dumps(
+        {
+            "type": "mavera.error",
+            "exit_code": int(error.exit_code),
+            "error": error.kind,
+            "message": error.message,
+        },
+        option=orjson.OPT_APPEND_NEWLINE,
+    )

@@ -1,0 +1,29 @@
+"""`personas`: a table for a person at a terminal, one JSON object per line for a pipe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from mavera_cli.render import OutputSink
+
+COLUMNS = ("id", "name", "category")
+
+
+def render_personas(items: list[dict[str, Any]], sink: OutputSink, *, as_table: bool) -> None:
+    """Write the persona list to stdout."""
+    if not as_table:
+        sink.write(b"".join(orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE) for item in items))
+        return
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*COLUMNS, box=None, header_style="bold")
+    for item in items:
+        table.add_row(*(str(item.get(column) or "") for column in COLUMNS))
+    buffer = StringIO()
+    Console(file=buffer, force_terminal=True, width=200).print(table)
+    sink.write(buffer.getvalue().encode())

@@ -1,0 +1,52 @@
+"""Text mode: every output-text delta goes to stdout as soon as its network read is decoded."""
+
+from __future__ import annotations
+
+from mavera_cli.errors import MaveraError
+from mavera_cli.events import TEXT_DELTA, ResponseAccumulator, ResponseEvent
+from mavera_cli.render import OutputSink
+
+
+class TextRenderer:
+    """Writes deltas, one write+flush per network read; ends with one newline unless told not to."""
+
+    def __init__(self, sink: OutputSink, final_newline: bool = True) -> None:
+        self._sink = sink
+        self._pending: list[str] = []
+        self._final_newline = final_newline
+        self._wrote_text = False
+        self._ends_with_newline = False
+
+    def on_event(self, event: ResponseEvent) -> None:
+        if event.type == TEXT_DELTA:
+            delta = event.data.get("delta")
+            if isinstance(delta, str):
+                self._pending.append(delta)
+
+    def write_text(self, text: str) -> None:
+        """Write text that did not come as a delta (e.g. `ask`)."""
+        self._pending.append(text)
+        self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        if text:
+            self._sink.write(text.encode("utf-8", "surrogatepass"))
+            self._wrote_text = True
+            self._ends_with_newline = text.endswith("\n")
+
+    def finish(self, accumulator: ResponseAccumulator) -> None:
+        self._end()
+
+    def fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
+        # The partial text stays; the newline keeps the shell prompt and the error off its line.
+        self._end()
+
+    def _end(self) -> None:
+        self.flush()
+        if self._final_newline and self._wrote_text:
+            self._sink.write(b"\n")
+            self._wrote_text = False

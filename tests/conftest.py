@@ -1,0 +1,82 @@
+"""Shared fixtures: an isolated environment, the CLI as a subprocess, a scripted local server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.scripted_server import ScriptedServer
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO.parent / "shared" / "fixtures" / "real"
+if not FIXTURES.is_dir():  # CI clones main with shared/ beside it; allow an override too
+    FIXTURES = Path(os.environ.get("MAVERA_FIXTURES", FIXTURES))
+TEST_KEY = "mvra_live_SENTINELkey0123456789abcdefXYZ"
+
+
+@dataclass
+class Result:
+    stdout: bytes
+    stderr: str
+    code: int
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode()
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No user config, key or proxy leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("MAVERA_") or name in ("NO_COLOR", "FORCE_COLOR") or "proxy" in name.lower():
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+def mavera_env(extra: Mapping[str, str] | None = None, key: str | None = TEST_KEY) -> dict[str, str]:
+    env = dict(os.environ)
+    if key is not None:
+        env["MAVERA_API_KEY"] = key
+    env["PYTHONUNBUFFERED"] = "0"
+    env.update(extra or {})
+    return env
+
+
+def run_mavera(
+    args: Sequence[str],
+    *,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    key: str | None = TEST_KEY,
+    expect: int | None = 0,
+    timeout: float = 30,
+) -> Result:
+    """Run the CLI like CI does (no TTY, stdin closed unless given) and check it ended well."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mavera_cli", *args],
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        env=mavera_env(env, key),
+        timeout=timeout,
+    )
+    result = Result(proc.stdout, proc.stderr.decode("utf-8", "replace"), proc.returncode)
+    assert "Traceback" not in result.stderr, result.stderr
+    if expect is not None:
+        assert result.code == expect, f"exit {result.code}, stderr: {result.stderr}"
+    return result
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    scripted = ScriptedServer()
+    yield scripted
+    scripted.close()
