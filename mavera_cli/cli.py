@@ -643,7 +643,9 @@ def mock(
     ] = None,
     fail_first: Annotated[
         int | None,
-        typer.Option("--fail-first", metavar="N", help="Apply the fault to the first N requests only."),
+        typer.Option(
+            "--fail-first", metavar="N", help="Apply the fault to the first N requests only."
+        ),
     ] = None,
     pace_ms: Annotated[
         int, typer.Option("--pace-ms", metavar="MS", help="Milliseconds between events.")

@@ -90,12 +90,12 @@ class Settings:
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"invalid base URL {self.base_url!r}: expected http(s)://host/...")
-        if parts.scheme == "http" and not self.allow_insecure_http:
-            if not is_loopback(parts.hostname):
-                raise UsageError(
-                    f"refusing to send the API key over plain http to {parts.hostname}; "
-                    "use https, or pass --allow-insecure-http if you really mean it"
-                )
+        insecure = parts.scheme == "http" and not is_loopback(parts.hostname)
+        if insecure and not self.allow_insecure_http:
+            raise UsageError(
+                f"refusing to send the API key over plain http to {parts.hostname}; "
+                "use https, or pass --allow-insecure-http if you really mean it"
+            )
 
 
 def is_loopback(host: str) -> bool:

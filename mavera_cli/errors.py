@@ -168,9 +168,7 @@ def _html_title(html: str) -> str:
     return " ".join(html[start + len("<title>") : end].split())[:_MAX_QUOTED_BODY]
 
 
-def error_for_status(
-    status: int, body: bytes, retry_after: float | None = None
-) -> MaveraError:
+def error_for_status(status: int, body: bytes, retry_after: float | None = None) -> MaveraError:
     """The error class for an HTTP error status, quoting the server's message."""
     message = f"HTTP {status}: {server_message(body)}"
     if status in (401, 403):

@@ -25,7 +25,13 @@ MAX_BACKOFF = 8.0
 JITTER = 0.25  # up to a quarter of each wait is taken off at random, to spread clients out
 MAX_RETRY_AFTER = 60.0  # a server asking for longer than this gets capped, not obeyed blindly
 
-RETRYABLE = (RateLimitedError, ServerError, ConnectionFailedError, TimedOutError, PartialStreamError)
+RETRYABLE = (
+    RateLimitedError,
+    ServerError,
+    ConnectionFailedError,
+    TimedOutError,
+    PartialStreamError,
+)
 
 
 def should_retry(error: MaveraError) -> bool:

@@ -131,10 +131,8 @@ class SSEDecoder:
                 self._event = value
             elif field == b"data":  # "data" without a colon: an empty data line
                 data.append(value)
-            elif field == b"id":
-                if b"\x00" not in value:
-                    self._last_id = value.decode("utf-8", "replace")
-            elif field == b"retry":
-                if value and value.isdigit():  # bytes.isdigit() is ASCII-only
-                    self._retry = int(value)
+            elif field == b"id" and b"\x00" not in value:
+                self._last_id = value.decode("utf-8", "replace")
+            elif field == b"retry" and value.isdigit():  # bytes.isdigit() is ASCII-only
+                self._retry = int(value)
         return events

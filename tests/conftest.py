@@ -35,13 +35,19 @@ class Result:
 def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No user config, key or proxy leaks into a test."""
     for name in list(os.environ):
-        if name.startswith("MAVERA_") or name in ("NO_COLOR", "FORCE_COLOR") or "proxy" in name.lower():
+        if (
+            name.startswith("MAVERA_")
+            or name in ("NO_COLOR", "FORCE_COLOR")
+            or "proxy" in name.lower()
+        ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
-def mavera_env(extra: Mapping[str, str] | None = None, key: str | None = TEST_KEY) -> dict[str, str]:
+def mavera_env(
+    extra: Mapping[str, str] | None = None, key: str | None = TEST_KEY
+) -> dict[str, str]:
     env = dict(os.environ)
     if key is not None:
         env["MAVERA_API_KEY"] = key

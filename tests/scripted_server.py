@@ -6,6 +6,7 @@ status, any chunking, pauses, an abrupt close or a reset — the faults a real n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -118,6 +119,7 @@ class ScriptedServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
@@ -135,10 +137,8 @@ class ScriptedServer:
         except OSError:
             pass  # the client went away: that is what many tests are about
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 conn.close()
-            except OSError:
-                pass
 
 
 def _read_request(conn: socket.socket) -> Exchange | None:
@@ -215,7 +215,12 @@ def text_stream(deltas: Iterable[str], *, terminal: str = "response.completed") 
         "content": [{"type": "output_text", "text": text, "annotations": []}],
     }
     events.append(
-        {"type": "response.output_item.done", "sequence_number": next(seq), "output_index": 0, "item": message}
+        {
+            "type": "response.output_item.done",
+            "sequence_number": next(seq),
+            "output_index": 0,
+            "item": message,
+        }
     )
     status = {"response.completed": "completed", "response.failed": "failed"}.get(
         terminal, "incomplete"

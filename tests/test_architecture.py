@@ -1,0 +1,44 @@
+"""Import boundaries: the core stays free of the terminal, and start-up stays cheap."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def loaded_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return {name.split(".")[0] for name in out.stdout.split()}
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("mavera_cli", {"httpx", "rich", "typer", "orjson"}),
+        ("mavera_cli.errors", {"httpx", "rich", "typer", "orjson"}),
+        ("mavera_cli.sse", {"httpx", "rich", "typer", "orjson"}),
+        ("mavera_cli.retry", {"httpx", "rich", "typer", "orjson"}),
+        ("mavera_cli.events", {"httpx", "rich", "typer"}),
+        ("mavera_cli.core", {"httpx", "rich", "typer"}),
+        ("mavera_cli.client", {"rich", "typer"}),
+        ("mavera_cli.render.text", {"httpx", "rich", "typer"}),
+        ("mavera_cli.render.ndjson", {"httpx", "rich", "typer"}),
+        ("mavera_cli.mock", {"httpx", "rich", "typer"}),
+    ],
+)
+def test_module_imports_stay_within_their_layer(module: str, forbidden: set[str]) -> None:
+    assert not (loaded_after(f"import {module}") & forbidden)
+
+
+def test_version_imports_nothing_heavy() -> None:
+    code = (
+        "import sys; from mavera_cli.entry import main; main(['--version']); "
+        "print(' '.join(sys.modules), file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("mavera ")
+    loaded = {name.split(".")[0] for name in out.stderr.split()}
+    assert not loaded & {"httpx", "rich", "typer", "orjson"}

@@ -1,0 +1,129 @@
+"""`mavera stream`: deltas reach the pipe immediately; prompt, payload and capture behave."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+
+from tests.conftest import mavera_env, run_mavera
+from tests.scripted_server import text_stream
+
+
+def read_available(fd: int, timeout: float) -> bytes:
+    """What can be read from `fd` within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        piece = os.read(fd, 65536)
+        if not piece:
+            break
+        data += piece
+        if data.endswith(b"first "):
+            break
+    return data
+
+
+def test_delta_is_on_the_pipe_while_the_server_holds_the_next_event(server) -> None:
+    events = text_stream(["first ", "second"])
+    release = threading.Event()
+
+    def handler(ex, wire) -> None:
+        wire.head()
+        wire.send_chunks(events[:4])  # up to and including the first delta
+        release.wait(10)
+        wire.send_chunks(events[4:])
+
+    server.script(handler)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mavera_cli", "stream", "--base-url", server.base_url, "hi"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=mavera_env(),
+    )
+    try:
+        early = read_available(proc.stdout.fileno(), timeout=10)
+        assert early == b"first ", "the first delta did not reach the pipe before the next event"
+        assert proc.poll() is None
+        release.set()
+        rest, _ = proc.communicate(timeout=10)
+    finally:
+        release.set()
+        proc.kill() if proc.poll() is None else None
+    assert early + rest == b"first second\n"
+    assert proc.returncode == 0
+
+
+def test_prompt_order_stdin_files_words(server, tmp_path) -> None:
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["ok"]))))
+    notes = tmp_path / "notes.md"
+    notes.write_text("file text\n\n\n")
+    run_mavera(
+        ["stream", "--base-url", server.base_url, "-f", str(notes), "summarise", "this"],
+        stdin=b"piped text\n",
+    )
+    assert server.requests[0].json()["input"] == "piped text\n\nfile text\n\nsummarise this"
+
+
+def test_dash_reads_stdin_and_empty_stdin_adds_nothing(server) -> None:
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["ok"]))))
+    run_mavera(["stream", "--base-url", server.base_url, "-"], stdin=b"only stdin")
+    run_mavera(["stream", "--base-url", server.base_url, "words"], stdin=b"")
+    assert [r.json()["input"] for r in server.requests] == ["only stdin", "words"]
+
+
+def test_payload_carries_settings_from_flags_and_environment(server) -> None:
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["ok"]))))
+    run_mavera(
+        ["stream", "--base-url", server.base_url, "-m", "mavera-2", "-s", "be brief", "hi"],
+        env={"MAVERA_PERSONA_ID": "clx_persona"},
+    )
+    body = server.requests[0].json()
+    assert body == {
+        "model": "mavera-2",
+        "input": "hi",
+        "stream": True,
+        "persona_id": "clx_persona",
+        "instructions": "be brief",
+    }
+    headers = server.requests[0].headers
+    assert headers["authorization"].startswith("Bearer mvra_live_")
+    assert headers["accept-encoding"] == "identity"
+
+
+def test_no_newline_flag(server) -> None:
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["x", "y"]))))
+    assert run_mavera(["stream", "-n", "--base-url", server.base_url, "hi"]).stdout == b"xy"
+
+
+def test_unknown_event_types_are_passed_through_in_ndjson_and_ignored_in_text(server) -> None:
+    events = text_stream(["t"])
+    odd = b'event: mavera.analysis\ndata: {"type":"mavera.analysis","confidence":7}\n\n'
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks([events[0], odd, *events[1:]])))
+    assert run_mavera(["stream", "--base-url", server.base_url, "hi"]).stdout == b"t\n"
+    lines = run_mavera(
+        ["stream", "--events", "--base-url", server.base_url, "hi"]
+    ).stdout.splitlines()
+    assert json.loads(lines[1]) == {"type": "mavera.analysis", "confidence": 7}
+
+
+def test_save_raw_keeps_exact_bytes_and_masks_an_echoed_key(server, tmp_path) -> None:
+    from tests.conftest import TEST_KEY
+
+    events = text_stream(["echo: ", TEST_KEY])
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(events)))
+    capture = tmp_path / "raw.sse"
+    result = run_mavera(["stream", "--save-raw", str(capture), "--base-url", server.base_url, "hi"])
+    assert TEST_KEY.encode() not in result.stdout
+    assert result.stdout == b"echo: ***\n"
+    saved = capture.read_bytes()
+    assert TEST_KEY.encode() not in saved
+    assert saved == b"".join(events).replace(TEST_KEY.encode(), b"***")
