@@ -12,13 +12,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Annotated, Any, BinaryIO
 
 import typer
 
 from mavera_cli import __version__
 from mavera_cli.config import Settings, resolve_settings
-from mavera_cli.errors import EXIT_CODE_MEANINGS, MaveraError
+from mavera_cli.errors import EXIT_CODE_MEANINGS, MaveraError, UsageError
 from mavera_cli.terminal import Terminal
 
 
@@ -540,18 +541,44 @@ def ask(
             raise error
 
 
+class ReplayMode(StrEnum):
+    stream = "stream"
+    json = "json"
+    tools = "tools"
+
+
+def _replay_renderer(
+    mode: ReplayMode, sink: Any, events: bool, no_newline: bool, terminal: Terminal
+) -> Any:
+    """The renderer `replay --as MODE` uses: the same one the live command would."""
+    from mavera_cli.render.ndjson import NdjsonRenderer
+    from mavera_cli.render.text import TextRenderer
+
+    if events:
+        return NdjsonRenderer(sink)
+    # replay-json: issue 5 adds the json renderer here
+    # replay-tools: issue 6 adds the tools renderer here
+    if mode is not ReplayMode.stream:
+        raise UsageError(f"replay --as {mode.value} is not available yet")
+    return TextRenderer(sink, final_newline=not no_newline)
+
+
 @app.command()
 @diagnostic_options
 def replay(
     path: Annotated[str, typer.Argument(metavar="FILE", help="A raw SSE capture; `-` is stdin.")],
     events: Annotated[bool, typer.Option("--events", help="Write every event as NDJSON.")] = False,
+    mode: Annotated[
+        ReplayMode,
+        typer.Option("--as", help="Render as this command would: stream, json or tools."),
+    ] = ReplayMode.stream,
     no_newline: Annotated[
         bool, typer.Option("-n", "--no-newline", help="Do not end the text with a newline.")
     ] = False,
     *,
     diag: DiagnosticOptions,
 ) -> None:
-    """Render a saved raw SSE capture offline, through the same renderers as `stream`.
+    """Render a saved raw SSE capture offline, through the same renderers as the live commands.
 
     Examples:
 
@@ -562,15 +589,18 @@ def replay(
     from mavera_cli.capture import replay_chunks
     from mavera_cli.core import run_stream
     from mavera_cli.render import OutputSink
-    from mavera_cli.render.ndjson import NdjsonRenderer
-    from mavera_cli.render.text import TextRenderer
 
-    _open_terminal(diag, None)
+    terminal = _open_terminal(diag, None)
     sink = OutputSink(_stdout())
-    renderer: Any = (
-        NdjsonRenderer(sink) if events else TextRenderer(sink, final_newline=not no_newline)
-    )
-    run_stream(lambda: replay_chunks(path), renderer)
+    renderer = _replay_renderer(mode, sink, events, no_newline, terminal)
+    with _reporting(renderer):
+        run_stream(lambda: replay_chunks(path), renderer)
+
+
+# --- json command: issue 5 adds it here ---
+
+
+# --- tools command: issue 6 adds it here ---
 
 
 @app.command()

@@ -7,6 +7,7 @@ status, any chunking, pauses, an abrupt close or a reset — the faults a real n
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import struct
@@ -183,7 +184,7 @@ def text_stream(deltas: Iterable[str], *, terminal: str = "response.completed") 
     """A realistic Responses stream, one bytes object per event, ending with [DONE]."""
     deltas = list(deltas)
     text = "".join(deltas)
-    seq = iter(range(10_000))
+    seq = itertools.count()
     response = {"id": "resp_1", "object": "response", "status": "in_progress", "output": []}
     events = [
         {"type": "response.created", "sequence_number": next(seq), "response": response},
