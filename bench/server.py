@@ -13,7 +13,8 @@ It binds 127.0.0.1 on an ephemeral port, builds every stream once, prints
   the opening events at once, then one chunk per delta every ``pace_ms``, and record the
   ``time.monotonic_ns()`` taken just before each delta's ``send`` call (CLOCK_MONOTONIC is
   system-wide on Linux, so the harness can subtract it from its own receive times).
-- ``GET /ROUTE/_log``: JSON ``{"delta_write_ns": [...]}`` for the last request on ROUTE.
+- ``GET /ROUTE/_log``: JSON ``{"delta_write_ns": [...], "body_bytes": N}``: the write times
+  of the last request on ROUTE (paced routes) and the size of the SSE body.
 
 The request body is read completely (so closing never resets the connection) and ignored.
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.streams import Spec, Stream, build  # noqa: E402
+from bench.streams import Spec, Stream, build
 
 CHUNK = 64 * 1024
 HEADERS = (
@@ -61,7 +62,10 @@ class Route:
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
         self.pace_ns = int(stream.spec.pace_ms * 1_000_000)
-        self.framed = b"" if self.pace_ns else HEADERS + frame(stream.body)
+        body = stream.body
+        self.body_bytes = len(body)
+        self.framed = b"" if self.pace_ns else HEADERS + frame(body)
+        del body
         self.delta_write_ns: list[int] = []
         self.lock = threading.Lock()
 
@@ -135,7 +139,9 @@ def handle(conn: socket.socket, routes: dict[str, Route]) -> None:
         route = routes.get(parts[0]) if parts else None
         rest = "/".join(parts[1:])
         if route is None:
-            respond(conn, "404 Not Found", b'{"error":{"message":"no such route"}}', "application/json")
+            respond(
+                conn, "404 Not Found", b'{"error":{"message":"no such route"}}', "application/json"
+            )
         elif method == "POST" and rest.endswith("responses"):
             if route.pace_ns:
                 send_paced(conn, route)
@@ -143,7 +149,11 @@ def handle(conn: socket.socket, routes: dict[str, Route]) -> None:
                 conn.sendall(route.framed)
         elif method == "GET" and rest == "_log":
             with route.lock:
-                body = json.dumps({"delta_write_ns": route.delta_write_ns}).encode()
+                info = {
+                    "delta_write_ns": route.delta_write_ns,
+                    "body_bytes": route.body_bytes,
+                }
+            body = json.dumps(info).encode()
             respond(conn, "200 OK", body, "application/json")
         else:
             respond(conn, "404 Not Found", b'{"error":{"message":"not found"}}', "application/json")

@@ -125,7 +125,7 @@ def json_document(target_bytes: int, seed: int) -> tuple[str, dict[str, object]]
     while size < target_bytes:
         item = {
             "id": i,
-            "name": f"{rng.choice(words)} {rng.choice(words)} \"{i}\"",
+            "name": f'{rng.choice(words)} {rng.choice(words)} "{i}"',
             "tags": rng.sample(words, 3),
             "score": round(rng.random() * 100, 3),
             "active": rng.random() < 0.5,

@@ -603,6 +603,9 @@ def replay(
 # --- tools command: issue 6 adds it here ---
 
 
+# --- completion and config commands: issue 7 adds them here ---
+
+
 @app.command()
 @diagnostic_options
 def personas(
