@@ -14,7 +14,12 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 from mavera_cli.capture import CaptureWriter
-from mavera_cli.errors import MaveraError, MaxTimeExceededError
+from mavera_cli.errors import (
+    MaveraError,
+    MaxTimeExceededError,
+    PartialStreamError,
+    TimedOutError,
+)
 from mavera_cli.events import ResponseAccumulator, parse_event
 from mavera_cli.render import Renderer
 from mavera_cli.retry import backoff, should_retry
@@ -39,12 +44,16 @@ def run_stream(
 
     Retries happen only while no event has been received, so nothing is ever printed twice.
     """
-    retries_taken = 0
+    retrier = Retrier(retries, on_retry, sleep)
     while True:
         accumulator = ResponseAccumulator()
         try:
             try:
                 _pump(source, renderer, accumulator, capture, on_first_chunk)
+            except (PartialStreamError, TimedOutError) as error:
+                if accumulator.events_seen:
+                    error.message += f" ({accumulator.progress()})"
+                raise
             finally:
                 if capture is not None:
                     capture.close()
@@ -52,12 +61,7 @@ def run_stream(
             if error is not None:
                 raise error
         except MaveraError as error:
-            if accumulator.events_seen == 0 and retries_taken < retries and should_retry(error):
-                wait = backoff(retries_taken, getattr(error, "retry_after", None))
-                retries_taken += 1
-                if on_retry is not None:
-                    on_retry(error, wait, retries_taken)
-                sleep(wait)
+            if accumulator.events_seen == 0 and retrier.wait_before_retry(error):
                 continue
             renderer.flush()
             renderer.fail(error, accumulator)
@@ -104,6 +108,32 @@ def _pump(
     decoder.flush()
 
 
+class Retrier:
+    """Counts retries and sleeps between them; the policy itself lives in `retry`."""
+
+    def __init__(
+        self,
+        retries: int,
+        on_retry: RetryReporter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._retries = retries
+        self._on_retry = on_retry
+        self._sleep = sleep
+        self.taken = 0
+
+    def wait_before_retry(self, error: MaveraError) -> bool:
+        """Sleep and return True if `error` deserves another try; False if it is final."""
+        if self.taken >= self._retries or not should_retry(error):
+            return False
+        wait = backoff(self.taken, getattr(error, "retry_after", None))
+        self.taken += 1
+        if self._on_retry is not None:
+            self._on_retry(error, wait, self.taken)
+        self._sleep(wait)
+        return True
+
+
 def call_with_retries(
     call: Callable[[], T],
     *,
@@ -112,18 +142,13 @@ def call_with_retries(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Run a non-streaming request, retrying 429, 5xx, connection failures and timeouts."""
-    retries_taken = 0
+    retrier = Retrier(retries, on_retry, sleep)
     while True:
         try:
             return call()
         except MaveraError as error:
-            if retries_taken >= retries or not should_retry(error):
+            if not retrier.wait_before_retry(error):
                 raise
-            wait = backoff(retries_taken, getattr(error, "retry_after", None))
-            retries_taken += 1
-            if on_retry is not None:
-                on_retry(error, wait, retries_taken)
-            sleep(wait)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from mavera_cli import __version__
-from mavera_cli.errors import ExitCode, MaveraError
+from mavera_cli.errors import ExitCode, MaveraError, OutputClosed
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 SIGTERM_EXIT = 128 + 15
@@ -69,7 +69,7 @@ def _run(args: list[str]) -> int:
     except _Terminated:
         _flush_stdout()
         return SIGTERM_EXIT
-    except BrokenPipeError:
+    except (BrokenPipeError, OutputClosed):
         return _broken_pipe()
     except Exception as exc:  # the one broad catch: a bug must still end with one line
         _flush_stdout()

@@ -111,6 +111,10 @@ class PartialStreamError(MaveraError):
 class ServerError(MaveraError):
     exit_code = ExitCode.server_error
 
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # a 503 may say when to come back
+
 
 class ConnectionFailedError(MaveraError):
     exit_code = ExitCode.connection
@@ -130,6 +134,11 @@ class ToolFailedError(MaveraError):
 
 class InternalError(MaveraError):
     exit_code = ExitCode.internal
+
+
+class OutputClosed(BaseException):
+    """The reader of stdout went away (`| head`). A BaseException so that no layer in
+    between (Typer turns a BrokenPipeError into exit 1) can swallow it."""
 
 
 # Bodies can be whole HTML pages; a one-line message keeps only this much of them.
@@ -180,5 +189,5 @@ def error_for_status(status: int, body: bytes, retry_after: float | None = None)
     if 400 <= status < 500:
         return RejectedError(message)
     if status >= 500:
-        return ServerError(message)
+        return ServerError(message, retry_after)
     return InternalError(f"unexpected HTTP status {status}: {server_message(body)}")

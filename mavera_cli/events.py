@@ -190,6 +190,10 @@ class ResponseAccumulator:
         response = self.terminal.data.get("response")
         return response if isinstance(response, dict) else {}
 
+    def progress(self) -> str:
+        """How much arrived, for messages about a stream cut short."""
+        return f"received {self.events_seen} events, {self.text_chars} characters of text"
+
     def outcome_error(self) -> MaveraError | None:
         """Why the stream did not complete, or None if it did."""
         if self.error_event is not None:
@@ -197,8 +201,7 @@ class ResponseAccumulator:
         if self.terminal is None:
             ended = "data: [DONE]" if self.done_marker else "end of stream"
             return PartialStreamError(
-                f"stream ended ({ended}) before response.completed "
-                f"after {self.events_seen} events, {self.text_chars} characters of text"
+                f"stream ended ({ended}) before response.completed ({self.progress()})"
             )
         if self.terminal.type == FAILED:
             return NotCompletedError(f"response failed: {_response_error(self.response)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import BinaryIO, Protocol
 
-from mavera_cli.errors import MaveraError
+from mavera_cli.errors import MaveraError, OutputClosed
 from mavera_cli.events import ResponseAccumulator, ResponseEvent
 
 KEY_MASK = b"***"
@@ -39,6 +39,9 @@ class OutputSink:
     def write(self, data: bytes) -> None:
         if self._secret is not None and self._secret in data:
             data = data.replace(self._secret, KEY_MASK)
-        self._stream.write(data)
-        self._stream.flush()
+        try:
+            self._stream.write(data)
+            self._stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed() from None
         self.bytes_written += len(data)
