@@ -13,7 +13,7 @@ import httpx
 import orjson
 
 from mavera_cli import __version__
-from mavera_cli.config import Settings
+from mavera_cli.config import Settings, is_loopback
 from mavera_cli.errors import (
     ConnectionFailedError,
     InvalidOutputError,
@@ -51,7 +51,8 @@ class MaveraClient:
             timeout=timeout,
             verify=verify,
             follow_redirects=False,
-            trust_env=True,
+            # A proxy from the environment must not capture requests to this machine (--mock).
+            trust_env=not is_loopback(httpx.URL(settings.base_url).host),
         )
 
     def close(self) -> None:
