@@ -1,0 +1,453 @@
+"""The built-in fake Mavera server: loopback only, threaded, streaming event by event.
+
+Routes `POST …/responses` (streamed as chunked SSE, or one JSON object) and `GET …/personas`
+under `/api/v1`, `/v1` or the root. Fault injection comes from `faults.FaultPlan`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from mavera_cli import __version__
+from mavera_cli.errors import UsageError
+from mavera_cli.mock.answers import CallAnswer, answer
+from mavera_cli.mock.faults import (
+    Delivery,
+    Fault,
+    FaultPlan,
+    http_error,
+    outcome_for,
+    parse_fault,
+    plan_body,
+    plan_stream,
+)
+from mavera_cli.mock.responses import (
+    ResponseIds,
+    error_body,
+    final_response,
+    personas_list,
+    response_events,
+)
+
+API_PREFIXES = ("/api/v1", "/v1", "")
+_ROUTES = {
+    f"{prefix}/{name}": name for prefix in API_PREFIXES for name in ("responses", "personas")
+}
+MAX_BODY_BYTES = 16 * 1024 * 1024
+RATE_LIMIT_PER_MINUTE = 60
+# How often serve_forever and stalled streams look for shutdown: bounds how long close() takes.
+_POLL_SECONDS = 0.05
+_LOOPBACK_HINT = "the mock listens on loopback only (127.0.0.0/8, ::1 or localhost)"
+
+
+def _loopback(host: str) -> tuple[str, socket.AddressFamily]:
+    """The address to bind for `host`, refusing anything that is not loopback."""
+    name = host.strip()
+    if name.lower() == "localhost":
+        return "127.0.0.1", socket.AF_INET
+    try:
+        address = ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        raise UsageError(f"invalid --host {host!r}: {_LOOPBACK_HINT}") from None
+    if not address.is_loopback:
+        raise UsageError(f"refusing --host {host}: {_LOOPBACK_HINT}")
+    return str(address), socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its open connections, so close() can cut them."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], family: socket.AddressFamily, owner: MockServer
+    ) -> None:
+        self.address_family = family
+        self.owner = owner
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a DNS lookup that can take seconds.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Events are small writes; without TCP_NODELAY, Nagle may hold one back ~40 ms.
+        with contextlib.suppress(OSError):
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        """Wake every handler (idle keep-alive, paced or stalled) by shutting its socket."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            return  # the client went away mid-answer: normal for a test server
+        sys.stderr.write(f"mavera mock: internal error while answering: {error!r}\n")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"mavera-mock/{__version__}"
+    sys_version = ""
+    server: _HTTPServer
+    _started = False  # whether this request's status line went out
+    _number = 0  # this request's number on the server, for x-request-id
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the default access log would write every request to stderr."""
+
+    def handle(self) -> None:
+        # Reset, broken pipe, or close() cutting the socket: nothing to report.
+        with contextlib.suppress(OSError):
+            super().handle()
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    do_PUT = do_PATCH = do_DELETE = do_GET
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        self._started = False  # one handler serves every request of a keep-alive connection
+        self._number = self.server.owner._count_request()
+        body = self._read_body()
+        if body is None:
+            self._send_json(
+                413, _error(f"Request body over {MAX_BODY_BYTES} bytes.", "invalid_field")
+            )
+            return
+        path = urlsplit(self.path).path.rstrip("/")
+        route = _ROUTES.get(path)
+        if route is None:
+            self._send_json(
+                404, _error(f"No route for {self.command} {path or '/'}.", "resource_not_found")
+            )
+            return
+        method = "POST" if route == "responses" else "GET"
+        if self.command != method:
+            message = f"Method {self.command} not allowed on {path}; use {method}."
+            self._send_json(405, _error(message, "method_not_allowed"), {"Allow": method})
+            return
+        try:
+            if route == "responses":
+                self._responses(body)
+            else:
+                self._personas()
+        except OSError:
+            raise
+        except Exception as exc:
+            # A bug in the fake: answer 500 if nothing was sent yet, then let handle_error tell.
+            if not self._started:
+                self._send_json(
+                    500, error_body(f"mock server bug: {exc!r}", "api_error", "internal_error")
+                )
+            raise
+
+    def _personas(self) -> None:
+        plan = self.server.owner.plan
+        # Only HTTP-level faults make sense here, and only they use up a --fail-first turn.
+        fault = plan.take() if plan.fault is not None and plan.fault.is_http_error else None
+        if fault is not None:
+            self._send_fault(fault)
+            return
+        self._send_json(200, orjson.dumps(personas_list()))
+
+    def _responses(self, body: bytes) -> None:
+        owner = self.server.owner
+        fault = owner.plan.take()
+        if fault is not None and fault.is_http_error:
+            self._send_fault(fault)
+            return
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            self._send_json(400, _error("The request body is not valid JSON.", "invalid_json"))
+            return
+        problem = _request_problem(request)
+        if problem is not None:
+            self._send_json(400, problem)
+            return
+        reply = answer(request)
+        ids = ResponseIds.for_request(
+            owner._next_response_number(), int(time.time()), call=isinstance(reply, CallAnswer)
+        )
+        outcome = outcome_for(fault)
+        if request.get("stream") is True:
+            events = response_events(request, reply, ids, outcome)
+            self._send_stream(plan_stream(events, fault))
+        else:
+            payload = orjson.dumps(final_response(request, reply, ids, outcome))
+            self._send_body(plan_body(payload, fault))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read_body(self) -> bytes | None:
+        """The request body (Content-Length or chunked); None when it is too large."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts: list[bytes] = []
+            size = 0
+            while True:
+                line = self.rfile.readline(1024)
+                try:
+                    length = int(line.split(b";")[0].strip() or b"0", 16)
+                except ValueError:
+                    self.close_connection = True  # framing is lost; the body reads as not JSON
+                    return b""
+                if length == 0:
+                    while self.rfile.readline(1024).strip():
+                        pass  # trailers
+                    return b"".join(parts)
+                size += length
+                if size > MAX_BODY_BYTES:
+                    self.close_connection = True
+                    return None
+                parts.append(self.rfile.read(length))
+                self.rfile.readline(8)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True  # the unread body would be taken for the next request
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _common_headers(self, remaining: int = RATE_LIMIT_PER_MINUTE - 1) -> None:
+        self._started = True
+        self.send_header("x-request-id", f"req_mock{self._number:08d}")
+        self.send_header("X-RateLimit-Limit", str(RATE_LIMIT_PER_MINUTE))
+        self.send_header("X-RateLimit-Remaining", str(remaining))
+        self.send_header("X-RateLimit-Reset", str(int(time.time()) + 60))
+
+    def _send_json(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self._common_headers(0 if status == 429 else RATE_LIMIT_PER_MINUTE - 1)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_fault(self, fault: Fault) -> None:
+        error = http_error(fault)
+        self._send_json(error.status, error.body, error.headers)
+
+    def _send_stream(self, delivery: Delivery) -> None:
+        self.send_response(200)
+        self._common_headers()
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        pace = self.server.owner.plan.pace_seconds
+        stopping = self.server.owner.stopping
+        for index, frame in enumerate(delivery.chunks):
+            if index and pace and stopping.wait(pace):
+                return  # the server is closing: leave the stream cut off
+            # One chunk per event, one write per chunk: each event leaves at once.
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+        self._end(delivery, b"0\r\n\r\n")
+
+    def _send_body(self, delivery: Delivery) -> None:
+        self.send_response(200)
+        self._common_headers()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(delivery.length))
+        if delivery.end != "done":
+            self.send_header("Connection", "close")
+        self.end_headers()
+        for chunk in delivery.chunks:
+            self.wfile.write(chunk)
+        self._end(delivery, b"")
+
+    def _end(self, delivery: Delivery, terminator: bytes) -> None:
+        if delivery.end == "done":
+            if terminator:
+                self.wfile.write(terminator)
+            return
+        self.close_connection = True
+        if delivery.end == "stall":
+            self._stall()
+        # drop (and a stall that ended): close without finishing the body; the client sees
+        # an incomplete chunked read or a short Content-Length body.
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _stall(self) -> None:
+        """Send nothing more until the client goes away or the server closes."""
+        connection = self.connection
+        stopping = self.server.owner.stopping
+        # A short receive timeout doubles as the poll interval for `stopping`.
+        connection.settimeout(_POLL_SECONDS)
+        while not stopping.is_set():
+            try:
+                if not connection.recv(1, socket.MSG_PEEK):
+                    return  # the client closed its side
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            stopping.wait(_POLL_SECONDS)  # the client sent more bytes: wait, don't spin
+
+
+def _error(message: str, code: str, param: str | None = None) -> bytes:
+    return error_body(message, "invalid_request_error", code, param)
+
+
+def _request_problem(request: Any) -> bytes | None:
+    """A 400 body for a request the real API would reject for its shape, else None."""
+    if not isinstance(request, dict):
+        return _error("The request body must be a JSON object.", "invalid_json")
+    if "input" not in request or request["input"] is None:
+        return _error("Missing required field: 'input'.", "missing_field", "input")
+    if not isinstance(request["input"], str | list):
+        return _error("'input' must be a string or an array of items.", "invalid_field", "input")
+    if request.get("stream") is not None and not isinstance(request["stream"], bool):
+        return _error("'stream' must be a boolean.", "invalid_field", "stream")
+    if request.get("model") is not None and not isinstance(request["model"], str):
+        return _error("'model' must be a string.", "invalid_field", "model")
+    return None
+
+
+class MockServer:
+    """A fake Mavera API on a loopback port; bound at construction, so `base_url` is known."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        fault: str | None = None,
+        fail_first: int | None = None,
+        pace_ms: int = 0,
+    ) -> None:
+        address, family = _loopback(host)
+        if not 0 <= port <= 65535:
+            raise UsageError(f"invalid --port {port}: use 0 (any free port) to 65535")
+        self.plan = FaultPlan(parse_fault(fault) if fault else None, fail_first, pace_ms)
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._responses = 0
+        self._serving = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        try:
+            self._httpd = _HTTPServer((address, port), family, self)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
+
+    @property
+    def base_url(self) -> str:
+        """Where clients point: `http://127.0.0.1:PORT/api/v1`."""
+        host, port = self._httpd.server_address[:2]
+        shown = f"[{host}]" if self._httpd.address_family == socket.AF_INET6 else host
+        return f"http://{shown}:{port}/api/v1"
+
+    @property
+    def requests_seen(self) -> int:
+        """HTTP requests received so far, on any route."""
+        with self._lock:
+            return self._requests
+
+    def start(self) -> MockServer:
+        """Serve in a daemon thread; returns self."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the mock server is closed")
+            if self._serving:
+                return self
+            self._serving = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": _POLL_SECONDS},
+            name="mavera-mock",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until close() (from another thread) or Ctrl-C."""
+        with self._lock:
+            if self._closed or self._serving:
+                raise RuntimeError("the mock server is closed or already serving")
+            self._serving = True
+        try:
+            self._httpd.serve_forever(poll_interval=_POLL_SECONDS)
+        finally:
+            # KeyboardInterrupt propagates to the caller, after the sockets are closed.
+            self.close()
+
+    def close(self) -> None:
+        """Stop serving and cut open connections (stalled streams too); idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            serving = self._serving
+        self.stopping.set()
+        if serving:
+            # Returns once the serve loop has seen the request (within one poll interval);
+            # at once when the loop has already ended.
+            self._httpd.shutdown()
+        self._httpd.cut_connections()
+        self._httpd.server_close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1)
+
+    def __enter__(self) -> MockServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _count_request(self) -> int:
+        with self._lock:
+            self._requests += 1
+            return self._requests
+
+    def _next_response_number(self) -> int:
+        with self._lock:
+            self._responses += 1
+            return self._responses
