@@ -20,7 +20,7 @@ from mavera_cli.errors import (
     PartialStreamError,
     TimedOutError,
 )
-from mavera_cli.events import ResponseAccumulator, parse_event
+from mavera_cli.events import TEXT_DELTA, ResponseAccumulator, parse_event
 from mavera_cli.render import Renderer
 from mavera_cli.retry import backoff, should_retry
 from mavera_cli.sse import SSEDecoder
@@ -85,6 +85,9 @@ def _pump(
     add = accumulator.add
     on_event = renderer.on_event
     flush = renderer.flush
+    # The hot path: a renderer that only wants the text of deltas gets them appended here,
+    # skipping two calls per event (see Renderer.delta_sink).
+    deltas: list[str] | None = getattr(renderer, "delta_sink", None)
     if capture is not None:
         capture.start_attempt()
     with source() as chunks:
@@ -99,6 +102,13 @@ def _pump(
                 if event is None:  # data: [DONE]
                     accumulator.done_marker = True
                     break
+                if deltas is not None and event.type == TEXT_DELTA:
+                    delta = event.data.get("delta")
+                    if delta.__class__ is str:
+                        deltas.append(delta)
+                        accumulator.events_seen += 1
+                        accumulator.text_chars += len(delta)
+                        continue
                 add(event)
                 on_event(event)
             flush()

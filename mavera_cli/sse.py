@@ -118,9 +118,11 @@ class SSEDecoder:
                     data = self._data = []
                 self._event = b""
                 continue
-            if line.startswith(b"data:"):  # the hot path: most lines are data lines
-                value = line[5:]
-                data.append(value[1:] if value[:1] == b" " else value)
+            if line.startswith(b"data: "):  # the hot path: most lines are data lines
+                data.append(line[6:])
+                continue
+            if line.startswith(b"event: "):
+                self._event = line[7:]
                 continue
             if line[0] == _COLON:
                 continue  # a comment, e.g. a keep-alive

@@ -11,7 +11,11 @@ KEY_MASK = b"***"
 
 
 class Renderer(Protocol):
-    """Receives events as they arrive; `flush` marks the end of one network read."""
+    """Receives events as they arrive; `flush` marks the end of one network read.
+
+    A renderer may also have a `delta_sink` list attribute: the core then appends the text
+    of each `response.output_text.delta` to it instead of calling `on_event` for those.
+    """
 
     def on_event(self, event: ResponseEvent) -> None: ...
 

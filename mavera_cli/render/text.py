@@ -13,6 +13,7 @@ class TextRenderer:
     def __init__(self, sink: OutputSink, final_newline: bool = True) -> None:
         self._sink = sink
         self._pending: list[str] = []
+        self.delta_sink = self._pending  # the core appends delta text straight here
         self._final_newline = final_newline
         self._wrote_text = False
         self._ends_with_newline = False
