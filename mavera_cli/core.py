@@ -57,9 +57,9 @@ def run_stream(
             finally:
                 if capture is not None:
                     capture.close()
-            error = accumulator.outcome_error()
-            if error is not None:
-                raise error
+            outcome = accumulator.outcome_error()
+            if outcome is not None:
+                raise outcome
         except MaveraError as error:
             if accumulator.events_seen == 0 and retrier.wait_before_retry(error):
                 continue

@@ -76,6 +76,6 @@ def backoff(
 ) -> float:
     """How long to wait before the next try."""
     if retry_after is not None:
-        return min(retry_after, MAX_RETRY_AFTER)
-    base = min(INITIAL_BACKOFF * 2**retries_taken, MAX_BACKOFF)
+        return min(float(retry_after), MAX_RETRY_AFTER)
+    base = min(INITIAL_BACKOFF * 2.0**retries_taken, MAX_BACKOFF)
     return base * (1 - JITTER * rand())

@@ -161,7 +161,8 @@ def _function_tools(request: Mapping[str, Any]) -> list[tuple[str, Any]]:
         if not isinstance(tool, Mapping) or tool.get("type") != "function":
             continue
         # Flat Responses format; the nested Chat Completions format is tolerated too.
-        spec = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
+        nested = tool.get("function")
+        spec: Mapping[str, Any] = nested if isinstance(nested, Mapping) else tool
         if isinstance(spec.get("name"), str):
             found.append((spec["name"], spec.get("parameters") or {"type": "object"}))
     return found

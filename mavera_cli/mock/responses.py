@@ -61,7 +61,8 @@ def final_response(
     request: Mapping[str, Any], answer: Answer, ids: ResponseIds, outcome: Outcome
 ) -> dict[str, Any]:
     """The Response object a non-streamed request gets (and `response.<outcome>` carries)."""
-    return response_events(request, answer, ids, outcome)[-1]["response"]
+    response: dict[str, Any] = response_events(request, answer, ids, outcome)[-1]["response"]
+    return response
 
 
 def response_events(

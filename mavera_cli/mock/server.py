@@ -375,7 +375,7 @@ class MockServer:
     @property
     def base_url(self) -> str:
         """Where clients point: `http://127.0.0.1:PORT/api/v1`."""
-        host, port = self._httpd.server_address[:2]
+        host, port = str(self._httpd.server_address[0]), self._httpd.server_address[1]
         shown = f"[{host}]" if self._httpd.address_family == socket.AF_INET6 else host
         return f"http://{shown}:{port}/api/v1"
 
