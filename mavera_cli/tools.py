@@ -1,0 +1,376 @@
+"""Function calling: `--functions` files, `--exec NAME=COMMAND` subprocesses, and the tool loop.
+
+Model output never reaches a shell or an argv: a call's arguments travel only on the command's
+stdin. HTTP and rendering stay outside; the loop is handed a callable that streams one round.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from mavera_cli.errors import InvalidOutputError, ToolFailedError, UsageError
+from mavera_cli.events import FunctionCall
+
+DEFAULT_TOOL_TIMEOUT = 60.0
+DEFAULT_MAX_ROUNDS = 10
+TOOL_CHOICE_MODES = ("auto", "required", "none")
+# What OpenAI accepts as a function name; Mavera documents snake_case names.
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+# The key of the person running `mavera` is not the tool's business.
+_WITHHELD_FROM_TOOLS = ("MAVERA_API_KEY",)
+# After a kill, how long to wait for the command's pipes to close before giving up on them.
+_REAP_SECONDS = 2.0
+
+ToolChoice = str | dict[str, Any]
+Item = dict[str, Any]
+
+
+# --- --functions ------------------------------------------------------------------------------
+
+
+def load_functions(path: str) -> list[dict[str, Any]]:
+    """Read `--functions FILE`: tools in the flat Responses format, ready for the payload.
+
+    The file holds a JSON array of tools, an object with a `tools` array (a saved request
+    body works), or a single tool. Each tool is flat (`{type, name, description, parameters,
+    strict}`) or nested as in Chat Completions (`{type, function: {...}}`, converted here).
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read --functions {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--functions {path} is not UTF-8 text") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--functions {path} is not valid JSON: {exc}") from exc
+    if isinstance(document, dict) and "tools" in document:
+        document = document["tools"]
+    elif isinstance(document, dict):
+        document = [document]
+    if not isinstance(document, list):
+        raise UsageError(
+            f"--functions {path}: expected a JSON array of tools or an object with a `tools` array"
+        )
+    if not document:
+        raise UsageError(f"--functions {path} defines no tools")
+    functions = [
+        _flat_function(tool, f"--functions {path}: tool {n}") for n, tool in enumerate(document, 1)
+    ]
+    seen: set[str] = set()
+    for function in functions:
+        if function["name"] in seen:
+            raise UsageError(f"--functions {path}: function {function['name']!r} is defined twice")
+        seen.add(function["name"])
+    return functions
+
+
+def _flat_function(tool: Any, where: str) -> dict[str, Any]:
+    if not isinstance(tool, dict):
+        raise UsageError(f"{where}: expected an object, got {type(tool).__name__}")
+    kind = tool.get("type", "function")
+    if kind != "function":
+        raise UsageError(f"{where}: only function tools are supported, not type {kind!r}")
+    nested = tool.get("function")
+    if nested is not None:
+        if not isinstance(nested, dict):
+            raise UsageError(f"{where}: `function` must be an object")
+        tool = nested
+    flat: dict[str, Any] = {**tool, "type": "function"}
+    flat.pop("function", None)
+    name = flat.get("name")
+    if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
+        raise UsageError(f"{where}: `name` must be 1-64 letters, digits, _ or -, got {name!r}")
+    where = f"{where} ({name})"
+    if "description" in flat and not isinstance(flat["description"], str):
+        raise UsageError(f"{where}: `description` must be a string")
+    parameters = flat.get("parameters")
+    if parameters is None:
+        flat["parameters"] = dict(_EMPTY_PARAMETERS)
+    elif not isinstance(parameters, dict):
+        raise UsageError(f"{where}: `parameters` must be a JSON Schema object")
+    if "strict" in flat and not isinstance(flat["strict"], bool):
+        raise UsageError(f"{where}: `strict` must be true or false")
+    return flat
+
+
+def function_names(functions: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The names of loaded function tools, in file order."""
+    return [str(function["name"]) for function in functions]
+
+
+def parse_tool_choice(value: str | None, names: Sequence[str]) -> ToolChoice | None:
+    """`--tool-choice`: auto, required, none, or a function NAME (sent as an object)."""
+    if value is None:
+        return None
+    if value in TOOL_CHOICE_MODES:
+        return value
+    if value in names:
+        return {"type": "function", "name": value}
+    raise UsageError(
+        f"--tool-choice {value!r}: expected auto, required, none or one of the functions "
+        f"({', '.join(names)})"
+    )
+
+
+def later_tool_choice(choice: ToolChoice | None) -> ToolChoice | None:
+    """The choice for rounds after the first: a forced call would otherwise loop forever."""
+    if choice == "required" or isinstance(choice, dict):
+        return "auto"
+    return choice
+
+
+# --- --exec -----------------------------------------------------------------------------------
+
+
+def parse_exec(
+    specs: Sequence[str], names: Sequence[str], search_path: str | None
+) -> dict[str, list[str]]:
+    """`--exec NAME=COMMAND` flags → argv per function name; COMMAND is split like a shell would."""
+    commands: dict[str, list[str]] = {}
+    for spec in specs:
+        name, equals, command = spec.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise UsageError(f"--exec {spec!r}: expected NAME=COMMAND")
+        if name not in names:
+            raise UsageError(f"--exec {name}: no such function in --functions ({', '.join(names)})")
+        if name in commands:
+            raise UsageError(f"--exec {name} is given twice")
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise UsageError(f"--exec {name}: cannot split the command: {exc}") from exc
+        if not argv:
+            raise UsageError(f"--exec {name}: the command is empty")
+        if shutil.which(argv[0], path=search_path) is None:
+            raise UsageError(f"--exec {name}: command not found or not executable: {argv[0]}")
+        commands[name] = argv
+    return commands
+
+
+def parse_arguments(call: FunctionCall) -> dict[str, Any]:
+    """A call's arguments as a JSON object; anything else is invalid model output (exit 11)."""
+    text = call.arguments_text
+    if not text.strip():
+        return {}  # a function without parameters; some servers send "" rather than "{}"
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidOutputError(
+            f"function call {call.name or '?'} ({call.call_id}): arguments are not valid JSON: "
+            f"{_clip(text)}"
+        ) from exc
+    if not isinstance(value, dict):
+        raise InvalidOutputError(
+            f"function call {call.name or '?'} ({call.call_id}): arguments are not a JSON "
+            f"object: {_clip(text)}"
+        )
+    return value
+
+
+def check_arguments(calls: Iterable[FunctionCall]) -> None:
+    """Raise InvalidOutputError (exit 11) if any call's arguments are not a JSON object."""
+    for call in calls:
+        parse_arguments(call)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def tool_environment(environ: Mapping[str, str], name: str, call_id: str) -> dict[str, str]:
+    """The command's environment: ours without the API key, plus the call's name and id."""
+    env = {key: value for key, value in environ.items() if key not in _WITHHELD_FROM_TOOLS}
+    env["MAVERA_TOOL_NAME"] = name
+    env["MAVERA_TOOL_CALL_ID"] = call_id
+    return env
+
+
+def run_command(
+    argv: Sequence[str], arguments: bytes, env: Mapping[str, str], timeout: float
+) -> bytes:
+    """Run one command without a shell, `arguments` on its stdin; return its stdout.
+
+    Its stderr is ours. It gets its own process group, so a timeout or Ctrl-C ends everything
+    it started. Failing to start, a non-zero exit or the timeout raise ToolFailedError.
+    """
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            env=dict(env),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise ToolFailedError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
+    try:
+        stdout, _ = proc.communicate(arguments, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        _kill(proc)
+        raise ToolFailedError(f"ran past --tool-timeout {timeout:g}s and was killed") from exc
+    except BaseException:
+        _kill(proc)  # Ctrl-C or SIGTERM: leave nothing running behind us
+        raise
+    if proc.returncode < 0:
+        raise ToolFailedError(f"was killed by {_signal_name(-proc.returncode)}")
+    if proc.returncode != 0:
+        raise ToolFailedError(f"exited with status {proc.returncode}")
+    return stdout
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    try:
+        proc.communicate(timeout=_REAP_SECONDS)
+    except subprocess.TimeoutExpired:
+        # Something outside the group still holds the pipe open; stop reading it.
+        if proc.stdout is not None:
+            proc.stdout.close()
+        proc.wait()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+@dataclass(frozen=True)
+class ToolExecutor:
+    """Answers function calls by running their `--exec` commands, one after another."""
+
+    commands: Mapping[str, Sequence[str]]
+    environ: Mapping[str, str]
+    timeout: float = DEFAULT_TOOL_TIMEOUT
+    send_errors: bool = False
+    warn: Callable[[str], None] = lambda message: None
+    debug: Callable[[str], None] = lambda message: None
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise UsageError(f"--tool-timeout must be more than 0, got {self.timeout:g}")
+
+    def check(self, calls: Sequence[FunctionCall]) -> None:
+        """Before anything runs: every call is valid and has a command to answer it."""
+        check_arguments(calls)
+        for call in calls:
+            if call.name not in self.commands:
+                raise ToolFailedError(
+                    f"the model called {call.name or '(no name)'!r}, which has no --exec "
+                    f"command (add --exec {call.name or 'NAME'}=COMMAND)"
+                )
+            if "\0" in call.call_id:
+                raise InvalidOutputError(f"function call {call.name}: call_id contains a NUL")
+
+    def answer(self, call: FunctionCall) -> str:
+        """Run the call's command; its stdout (or, with --tool-errors send, the failure)."""
+        argv = self.commands[call.name]
+        env = tool_environment(self.environ, call.name, call.call_id)
+        started = time.monotonic()
+        try:
+            stdout = run_command(argv, call.arguments_text.encode(), env, self.timeout)
+        except ToolFailedError as error:
+            message = f"--exec {call.name} ({call.call_id}): {shlex.join(argv)} {error.message}"
+            if not self.send_errors:
+                raise ToolFailedError(message) from error
+            self.warn(f"{message}; the failure is sent to the model")
+            return f"error: the tool {error.message}"
+        self.debug(
+            f"--exec {call.name} ({call.call_id}): exit 0 after "
+            f"{time.monotonic() - started:.2f}s, {len(stdout)} bytes of output"
+        )
+        return stdout.decode("utf-8", "replace")
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What one streamed response gave: its function calls and any text the model wrote."""
+
+    calls: list[FunctionCall]
+    text: str = ""
+
+
+SendRound = Callable[[str | list[Item], ToolChoice | None], RoundResult]
+
+
+@dataclass
+class Conversation:
+    """The input items so far: the user's prompt, then each round's calls and their outputs."""
+
+    prompt: str
+    items: list[Item] = field(default_factory=list)
+
+    @property
+    def input(self) -> str | list[Item]:
+        """The first request sends the prompt as `stream` does; later ones the whole history."""
+        if not self.items:
+            return self.prompt
+        return [{"role": "user", "content": self.prompt}, *self.items]
+
+    def add_round(self, text: str, answered: Sequence[tuple[FunctionCall, str]]) -> None:
+        if text:
+            self.items.append({"role": "assistant", "content": text})
+        for call, output in answered:
+            self.items.append(call.as_item())
+            self.items.append(
+                {"type": "function_call_output", "call_id": call.call_id, "output": output}
+            )
+
+
+def run_tool_loop(
+    prompt: str,
+    send: SendRound,
+    executor: ToolExecutor,
+    *,
+    max_rounds: int = DEFAULT_MAX_ROUNDS,
+    tool_choice: ToolChoice | None = None,
+) -> Conversation:
+    """Stream, run every call of the response, send the outputs back; until the model answers.
+
+    `max_rounds` bounds how many times tools run; a response that still calls tools after
+    that many rounds ends the loop with ToolFailedError (exit 12), before anything else runs.
+    """
+    if max_rounds < 1:
+        raise UsageError(f"--max-rounds must be at least 1, got {max_rounds}")
+    conversation = Conversation(prompt)
+    choice = tool_choice
+    rounds = 0
+    while True:
+        result = send(conversation.input, choice)
+        if not result.calls:
+            return conversation
+        if rounds == max_rounds:
+            raise ToolFailedError(
+                f"the model still called tools after {rounds} round{'s' * (rounds != 1)} "
+                f"(--max-rounds {max_rounds})"
+            )
+        executor.check(result.calls)
+        answered = [(call, executor.answer(call)) for call in result.calls]
+        conversation.add_round(result.text, answered)
+        rounds += 1
+        choice = later_tool_choice(choice)
