@@ -65,6 +65,7 @@ def run_stream(
                 continue
             renderer.flush()
             renderer.fail(error, accumulator)
+            error.reported = True
             raise
         except BaseException:
             renderer.flush()  # Ctrl-C or a closed pipe: what arrived is written first

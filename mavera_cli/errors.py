@@ -70,6 +70,7 @@ class MaveraError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.reported = False  # already told to the renderer (the NDJSON error line is out)
 
     @property
     def kind(self) -> str:

@@ -69,7 +69,8 @@ def test_stream_prints_the_final_text(server, entry, chunking, mavera_ending) ->
         ["stream", "--base-url", server.base_url, "hi"], expect=expected_exit(entry)
     )
     text = entry["final_text"]
-    assert result.stdout == (text + "\n").encode() if text else result.stdout == b""
+    expected = text if not text or text.endswith("\n") else text + "\n"
+    assert result.stdout == expected.encode()
     assert len(server.requests) == 1
     body = server.requests[0].json()
     assert body["stream"] is True and body["input"] == "hi"

@@ -127,3 +127,18 @@ def test_save_raw_keeps_exact_bytes_and_masks_an_echoed_key(server, tmp_path) ->
     saved = capture.read_bytes()
     assert TEST_KEY.encode() not in saved
     assert saved == b"".join(events).replace(TEST_KEY.encode(), b"***")
+
+
+def test_text_that_ends_with_a_newline_gets_no_second_one(server) -> None:
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["line\n"]))))
+    assert run_mavera(["stream", "--base-url", server.base_url, "hi"]).stdout == b"line\n"
+    assert run_mavera(["stream", "-n", "--base-url", server.base_url, "hi"]).stdout == b"line\n"
+
+
+def test_replay_events_of_a_failed_capture_has_one_error_line(tmp_path) -> None:
+    capture = tmp_path / "cut.sse"
+    capture.write_bytes(b"".join(text_stream(["a"])[:4]))
+    result = run_mavera(["replay", "--events", str(capture)], expect=7)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["type"] for line in lines].count("mavera.error") == 1
+    assert lines[-1]["exit_code"] == 7

@@ -48,6 +48,7 @@ class TextRenderer:
 
     def _end(self) -> None:
         self.flush()
-        if self._final_newline and self._wrote_text:
+        # One newline at the end: added unless the text already ends with one.
+        if self._final_newline and self._wrote_text and not self._ends_with_newline:
             self._sink.write(b"\n")
-            self._wrote_text = False
+        self._wrote_text = False
