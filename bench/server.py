@@ -13,8 +13,9 @@ It binds 127.0.0.1 on an ephemeral port, builds every stream once, prints
   the opening events at once, then one chunk per delta every ``pace_ms``, and record the
   ``time.monotonic_ns()`` taken just before each delta's ``send`` call (CLOCK_MONOTONIC is
   system-wide on Linux, so the harness can subtract it from its own receive times).
-- ``GET /ROUTE/_log``: JSON ``{"delta_write_ns": [...], "body_bytes": N}``: the write times
-  of the last request on ROUTE (paced routes) and the size of the SSE body.
+- ``GET /ROUTE/_log``: JSON ``{"delta_write_ns": [...], "served": K, "body_bytes": N}``:
+  the delta write times of the last paced request on ROUTE, how many paced requests have
+  sent all their deltas, and the size of the SSE body.
 
 The request body is read completely (so closing never resets the connection) and ignored.
 """
@@ -67,6 +68,7 @@ class Route:
         self.framed = b"" if self.pace_ns else HEADERS + frame(body)
         del body
         self.delta_write_ns: list[int] = []
+        self.served = 0  # paced streams whose deltas have all been sent
         self.lock = threading.Lock()
 
 
@@ -114,10 +116,12 @@ def send_paced(conn: socket.socket, route: Route) -> None:
         times.append(time.monotonic_ns())
         conn.sendall(payload)
         i += 1
-    time.sleep(route.pace_ns / 1e9)
-    conn.sendall(chunk(b"".join(e[1] for e in ev[i:]) + route.stream.done) + b"0\r\n\r\n")
+    # Publish the times before the client can see the end of the stream and exit.
     with route.lock:
         route.delta_write_ns = times
+        route.served += 1
+    time.sleep(route.pace_ns / 1e9)
+    conn.sendall(chunk(b"".join(e[1] for e in ev[i:]) + route.stream.done) + b"0\r\n\r\n")
 
 
 def respond(conn: socket.socket, status: str, body: bytes, ctype: str) -> None:
@@ -152,6 +156,7 @@ def handle(conn: socket.socket, routes: dict[str, Route]) -> None:
                 info = {
                     "delta_write_ns": route.delta_write_ns,
                     "body_bytes": route.body_bytes,
+                    "served": route.served,
                 }
             body = json.dumps(info).encode()
             respond(conn, "200 OK", body, "application/json")

@@ -99,18 +99,6 @@ class Stream:
         """What ``--events`` must print: every data JSON as received, one per line."""
         return b"".join(e[2] + b"\n" for e in self.events)
 
-    def text_bytes(self) -> bytes:
-        return self.text.encode("utf-8")
-
-    def delta_ends(self) -> list[int]:
-        """Byte offset in the printed text where each delta ends."""
-        ends: list[int] = []
-        pos = 0
-        for d in self.deltas:
-            pos += len(d.encode("utf-8"))
-            ends.append(pos)
-        return ends
-
 
 def json_document(target_bytes: int, seed: int) -> tuple[str, dict[str, object]]:
     """A compact JSON object of about ``target_bytes`` bytes and a JSON Schema for it."""
