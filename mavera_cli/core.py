@@ -81,7 +81,7 @@ def _pump(
     capture: CaptureWriter | None,
     on_first_chunk: Callable[[], None] | None,
 ) -> None:
-    decoder = SSEDecoder()
+    decoder = SSEDecoder(truncate=getattr(renderer, "truncatable_events", ()))
     feed = decoder.feed
     add = accumulator.add
     on_event = renderer.on_event

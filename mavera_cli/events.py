@@ -6,6 +6,7 @@ types, so nothing is validated beyond "the data is a JSON object".
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -41,9 +42,14 @@ class ResponseEvent:
         return f"ResponseEvent({self.type!r})"
 
 
+_STATUS = re.compile(rb'"status"\s*:\s*"([a-z_]+)"')
+
+
 def parse_event(sse: SSEEvent) -> ResponseEvent | None:
     """The Responses event an SSE event carries; None for the `[DONE]` end marker."""
     raw = sse.data
+    if sse.truncated:
+        return _summary_event(sse)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -57,6 +63,16 @@ def parse_event(sse: SSEEvent) -> ResponseEvent | None:
     if not isinstance(kind, str):
         kind = sse.event  # a server that only names the event on the `event:` line
     return ResponseEvent(kind, data, raw)
+
+
+def _summary_event(sse: SSEEvent) -> ResponseEvent:
+    """An event the renderer said it can do without, cut short by the decoder: its type, and
+    for a terminal event the response status (it comes before the long output)."""
+    data: dict[str, Any] = {"type": sse.event, "truncated": True}
+    if sse.event in (COMPLETED, FAILED, INCOMPLETE):
+        match = _STATUS.search(sse.data)
+        data["response"] = {"status": match.group(1).decode()} if match else {}
+    return ResponseEvent(sse.event, data, b"")
 
 
 def _parse_lenient(raw: bytes, exc: Exception) -> Any:

@@ -6,22 +6,33 @@ events it completed; it never does I/O, never parses JSON and gives `[DONE]` no 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 _LF = b"\n"
 _CR = b"\r"
 _BOM = b"\xef\xbb\xbf"
 _COLON = 0x3A
+TRUNCATED_KEEP = 64 * 1024  # what is kept of a data line cut short (enough for its status)
 
 
 class SSEEvent:
     """One dispatched event. `data` stays bytes: it is usually JSON and orjson reads bytes."""
 
-    __slots__ = ("data", "event", "id", "retry")
+    __slots__ = ("data", "event", "id", "retry", "truncated")
 
-    def __init__(self, event: str, data: bytes, id: str | None, retry: int | None) -> None:
+    def __init__(
+        self,
+        event: str,
+        data: bytes,
+        id: str | None,
+        retry: int | None,
+        truncated: bool = False,
+    ) -> None:
         self.event = event
         self.data = data
         self.id = id
         self.retry = retry
+        self.truncated = truncated  # data was cut to its first bytes (see SSEDecoder)
 
     def __repr__(self) -> str:
         return f"SSEEvent(event={self.event!r}, data={self.data!r}, id={self.id!r})"
@@ -40,9 +51,19 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    """Turns a byte stream into `SSEEvent`s, whatever way the stream was cut into chunks."""
+    """Turns a byte stream into `SSEEvent`s, whatever way the stream was cut into chunks.
 
-    def __init__(self) -> None:
+    `truncate` names events whose content the caller does not need: a data line of theirs
+    longer than `keep` bytes is cut short as it arrives (the event is marked `truncated`),
+    so a long answer repeated in closing events never has to fit in memory.
+    """
+
+    def __init__(self, *, truncate: Collection[str] = (), keep: int = TRUNCATED_KEEP) -> None:
+        self._truncatable = frozenset(name.encode() for name in truncate)
+        self._keep = keep
+        self._partial_size = 0
+        self._dropping = False  # inside a data line being cut short: skip to its end
+        self._truncated = False  # the current event lost data
         self._partial: list[bytes] = []  # pieces of the line still waiting for its end
         self._skip_lf = False  # the last chunk ended in CR: a LF starting the next is its pair
         self._at_start = True  # a BOM may still come (possibly split across reads)
@@ -70,9 +91,18 @@ class SSEDecoder:
             # A CR at the very end is a line end already; remember to swallow its LF pair.
             self._skip_lf = chunk[-1:] == _CR
             chunk = chunk.replace(b"\r\n", _LF).replace(_CR, _LF)
+        if self._dropping:
+            end = chunk.find(_LF)
+            if end == -1:
+                return []
+            self._dropping = False
+            chunk = chunk[end:]
         if _LF not in chunk:
             if chunk:
                 self._partial.append(chunk)
+                if self._truncatable:
+                    self._partial_size += len(chunk)
+                    self._cut_long_line()
             return []
         if self._partial:
             self._partial.append(chunk)
@@ -82,11 +112,23 @@ class SSEDecoder:
         rest = lines.pop()
         if rest:
             self._partial.append(rest)
+        self._partial_size = len(rest)
         return self._process(lines)
+
+    def _cut_long_line(self) -> None:
+        # Any long line of such an event can go: its data is not needed, and other fields
+        # (a comment, an unknown field) never are.
+        if self._partial_size > self._keep and self._event in self._truncatable:
+            kept = b"".join(self._partial)[: self._keep]
+            self._partial = [kept]
+            self._partial_size = len(kept)
+            self._dropping = self._truncated = True
 
     def flush(self) -> list[SSEEvent]:
         """End of stream: an event without its closing blank line is dropped, per spec."""
         self._partial = []
+        self._partial_size = 0
+        self._dropping = self._truncated = False
         self._data = []
         self._event = b""
         return []
@@ -113,10 +155,12 @@ class SSEDecoder:
                             data[0] if len(data) == 1 else _LF.join(data),
                             self._last_id,
                             self._retry,
+                            self._truncated,
                         )
                     )
                     data = self._data = []
                 self._event = b""
+                self._truncated = False
                 continue
             if line.startswith(b"data: "):  # the hot path: most lines are data lines
                 data.append(line[6:])

@@ -158,3 +158,45 @@ def test_any_chunking_gives_the_same_events_as_the_whole(events, newline, seed) 
 def test_arbitrary_bytes_never_raise(data, seed) -> None:
     whole = decode([data])
     assert decode(random_splits(data, seed=seed, max_size=5)) == whole
+
+
+# --- cutting long lines of events the caller does not need ------------------------------
+
+
+def decode_truncating(chunks: list[bytes], keep: int = 16) -> list[SSEEvent]:
+    decoder = SSEDecoder(truncate={"big"}, keep=keep)
+    return [event for chunk in chunks for event in decoder.feed(chunk)]
+
+
+LONG_STREAM = (
+    b"event: big\ndata: " + b'{"status":"done","text":"' + b"x" * 500 + b'"}\n\n'
+    b"event: small\ndata: " + b"y" * 100 + b"\n\n"
+    b"event: big\ndata: short\n\n"
+)
+
+
+def test_long_data_of_a_truncatable_event_is_cut_and_marked() -> None:
+    for chunks in [random_splits(LONG_STREAM, seed=seed, max_size=9) for seed in range(30)]:
+        events = decode_truncating(chunks)
+        assert [(e.event, e.truncated) for e in events] == [
+            ("big", True),
+            ("small", False),
+            ("big", False),
+        ]
+        assert events[0].data == (b'data: {"status":"done"')[:16][6:]  # the line's first bytes
+        assert events[1].data == b"y" * 100  # other events keep everything
+        assert events[2].data == b"short"
+
+
+def test_a_long_line_arriving_whole_is_kept() -> None:
+    # Only lines that pile up across reads are cut: memory is bounded by the read size then.
+    assert decode_truncating([LONG_STREAM])[0].truncated is False
+
+
+@settings(max_examples=100, deadline=None)
+@given(events=events_strategy, seed=st.integers(0, 10**6))
+def test_truncation_never_changes_events_it_was_not_asked_about(events, seed) -> None:
+    stream = serialize(events, b"\n")
+    decoder = SSEDecoder(truncate={"unused-name"}, keep=1)
+    got = [e for chunk in random_splits(stream, seed=seed, max_size=3) for e in decoder.feed(chunk)]
+    assert got == decode([stream])

@@ -142,3 +142,22 @@ def test_replay_events_of_a_failed_capture_has_one_error_line(tmp_path) -> None:
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["type"] for line in lines].count("mavera.error") == 1
     assert lines[-1]["exit_code"] == 7
+
+
+def test_long_answer_closing_events_are_not_needed_in_text_mode(server) -> None:
+    """The closing events repeat the whole text; text mode reads past them (the decoder cuts
+    them short) and still knows how the response ended."""
+    deltas = ["0123456789abcdef" * 64] * 400  # 400 KiB of text, repeated 3× at the end
+    events = text_stream(deltas)
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(events, pause=0)))
+    text = "".join(deltas)
+    assert (
+        run_mavera(["stream", "--base-url", server.base_url, "hi"]).stdout == (text + "\n").encode()
+    )
+    ndjson = run_mavera(["stream", "--events", "--base-url", server.base_url, "hi"]).stdout
+    completed = json.loads(ndjson.splitlines()[-1])
+    assert completed["response"]["output"][0]["content"][0]["text"] == text  # NDJSON: whole
+    failed = text_stream(deltas, terminal="response.failed")
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(failed)))
+    result = run_mavera(["stream", "--base-url", server.base_url, "hi"], expect=10)
+    assert "the model fell over" in result.stderr

@@ -15,6 +15,8 @@ class Renderer(Protocol):
 
     A renderer may also have a `delta_sink` list attribute: the core then appends the text
     of each `response.output_text.delta` to it instead of calling `on_event` for those.
+    And a `truncatable_events` set: event types whose content it never needs, which the
+    decoder may then cut short (see sse.SSEDecoder).
     """
 
     def on_event(self, event: ResponseEvent) -> None: ...

@@ -10,6 +10,21 @@ from mavera_cli.render import OutputSink
 class TextRenderer:
     """Writes deltas, one write+flush per network read; ends with one newline unless told not to."""
 
+    # Events whose content text mode never shows: the decoder may cut them short, so the
+    # closing events that repeat a long answer cost no memory.
+    truncatable_events = frozenset(
+        {
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        }
+    )
+
     def __init__(self, sink: OutputSink, final_newline: bool = True) -> None:
         self._sink = sink
         self._pending: list[str] = []
