@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mavera_cli.errors import UsageError
-from mavera_cli.render import KEY_MASK
+from mavera_cli.redact import Redactor
 
 REPLAY_CHUNK = 64 * 1024
 
@@ -19,7 +19,7 @@ class CaptureWriter:
 
     def __init__(self, path: str, secret: str | None) -> None:
         self._path = path
-        self._secret = secret.encode() if secret else None
+        self._redactor = Redactor(secret)
         self._file: BinaryIO | None = None
 
     def start_attempt(self) -> None:
@@ -33,9 +33,7 @@ class CaptureWriter:
     def write(self, chunk: bytes) -> None:
         if self._file is None:
             return
-        if self._secret is not None and self._secret in chunk:
-            chunk = chunk.replace(self._secret, KEY_MASK)
-        self._file.write(chunk)
+        self._file.write(self._redactor.data(chunk))
 
     def close(self) -> None:
         if self._file is not None:

@@ -82,3 +82,12 @@ def test_key_from_config_file_is_masked_too(server, tmp_path) -> None:
     assert "readable by others" in result.stderr
     assert server.requests[0].headers["authorization"] == f"Bearer {TEST_KEY}"
     assert_no_key(result)
+
+
+def test_a_placeholder_key_too_short_to_be_real_does_not_garble_output(server) -> None:
+    server.script(
+        lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["x marks", " exit"])))
+    )
+    result = run_mavera(["stream", "--events", "--base-url", server.base_url, "hi"], key="x")
+    assert b'"exit_code"' not in result.stdout  # no error line
+    assert b'"delta":"x marks"' in result.stdout and b"***" not in result.stdout

@@ -6,8 +6,7 @@ from typing import BinaryIO, Protocol
 
 from mavera_cli.errors import MaveraError, OutputClosed
 from mavera_cli.events import ResponseAccumulator, ResponseEvent
-
-KEY_MASK = b"***"
+from mavera_cli.redact import Redactor
 
 
 class Renderer(Protocol):
@@ -35,16 +34,15 @@ class OutputSink:
 
     def __init__(self, stream: BinaryIO, secret: str | None = None) -> None:
         self._stream = stream
-        self._secret = secret.encode() if secret else None
+        self._redactor = Redactor(secret)
         self.bytes_written = 0
 
     def mask(self, secret: str | None) -> None:
         """Mask this secret from now on (known once settings are resolved)."""
-        self._secret = secret.encode() if secret else None
+        self._redactor = Redactor(secret)
 
     def write(self, data: bytes) -> None:
-        if self._secret is not None and self._secret in data:
-            data = data.replace(self._secret, KEY_MASK)
+        data = self._redactor.data(data)
         try:
             self._stream.write(data)
             self._stream.flush()
