@@ -26,7 +26,8 @@ from mavera_cli.terminal import Terminal
 def _exit_code_table() -> str:
     # "\b" keeps Click from re-wrapping the table into one paragraph.
     rows = [f"{int(code):>3}  {code.name:<15} {text}" for code, text in EXIT_CODE_MEANINGS.items()]
-    return "\b\nExit codes:\n" + "\n".join(rows)
+    more = "Run 'mavera COMMAND --help' for examples, 'man mavera' for everything."
+    return "\b\nExit codes:\n" + "\n".join(rows) + "\n\n" + more
 
 
 app = typer.Typer(
@@ -76,6 +77,7 @@ class RequestOptions:
     quiet: bool
     verbose: bool
     no_color: bool
+    usage: bool = False
 
 
 _REQUEST_PANEL = "Request options"
@@ -244,6 +246,18 @@ _REQUEST_PARAMETERS: list[inspect.Parameter] = [
             ],
             False,
         ),
+        (
+            "usage",
+            Annotated[
+                bool,
+                typer.Option(
+                    "--usage",
+                    help="At the end, print the tokens and credits used to stderr (not with -q).",
+                    rich_help_panel=_OUTPUT_PANEL,
+                ),
+            ],
+            False,
+        ),
     ]
 ]
 
@@ -300,9 +314,20 @@ def _with_options(
             return command(**kwargs, **{target: build(shared)})
 
         wrapper.__signature__ = signature.replace(parameters=own + parameters)  # type: ignore[attr-defined]
+        wrapper.__doc__ = _keep_examples_unwrapped(command.__doc__)
         return wrapper
 
     return decorate
+
+
+def _keep_examples_unwrapped(doc: str | None) -> str | None:
+    """Put the lines under "Examples:" in one Click `\\b` block: one unwrapped line each."""
+    head, heading, tail = (doc or "").partition("Examples:")
+    examples = [line for line in tail.splitlines() if line.strip()]
+    if not heading or not examples or examples[0].strip() == "\b":
+        return doc
+    indent = head.rsplit("\n", 1)[-1]  # the heading's own indentation
+    return f"{head}Examples:\n\n{indent}\b\n" + "\n".join(examples) + "\n"
 
 
 request_options = _with_options(
@@ -342,12 +367,56 @@ def _open_terminal(diag: RequestOptions | DiagnosticOptions, secret: str | None)
 
 
 @dataclass
+class UsageMeter:
+    """Tokens and credits over every response of one command (`tools` may make several)."""
+
+    responses: int = 0
+    unreported: int = 0
+    totals: dict[str, int] = field(default_factory=dict)
+
+    def add(self, response: dict[str, Any]) -> None:
+        """Count one final response object ({} when none arrived: nothing to count)."""
+        if not response:
+            return
+        self.responses += 1
+        usage = response.get("usage")
+        if not isinstance(usage, dict):
+            self.unreported += 1
+            return
+        for name in ("input_tokens", "output_tokens", "total_tokens", "credits_used"):
+            value = usage.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                self.totals[name] = self.totals.get(name, 0) + value
+
+    def summary(self) -> str | None:
+        """The --usage line, or None when no response arrived."""
+        if not self.responses:
+            return None
+        if self.unreported == self.responses:
+            return "usage: not reported by the server"
+        count = self.totals.get
+
+        def shown(name: str) -> str:
+            value = count(name)
+            return "?" if value is None else str(value)
+
+        credits = count("credits_used")
+        text = (
+            f"usage: {shown('total_tokens')} tokens ({shown('input_tokens')} input, "
+            f"{shown('output_tokens')} output), {shown('credits_used')} "
+            f"{'credit' if credits == 1 else 'credits'} used"
+        )
+        return text + (f" over {self.responses} responses" if self.responses > 1 else "")
+
+
+@dataclass
 class RequestContext:
     """Everything a request command needs once flags, environment and prompt are resolved."""
 
     settings: Settings
     terminal: Terminal
     opts: RequestOptions
+    usage: UsageMeter = field(default_factory=UsageMeter)
 
 
 @contextmanager
@@ -367,7 +436,7 @@ def request_context(opts: RequestOptions) -> Iterator[RequestContext]:
     # The terminal exists before settings resolve, so even a bad config is reported properly.
     terminal = _open_terminal(opts, environ.get("MAVERA_API_KEY"))
     settings = resolve_settings(flags, environ)
-    terminal.secret = settings.api_key
+    terminal.mask(settings.api_key)
     for warning in settings.warnings:
         terminal.warn(warning)
     with ExitStack() as stack:
@@ -379,7 +448,14 @@ def request_context(opts: RequestOptions) -> Iterator[RequestContext]:
         else:
             settings.require_key()
             settings.check_transport()
-        yield RequestContext(settings, terminal, opts)
+        ctx = RequestContext(settings, terminal, opts)
+        try:
+            yield ctx
+        finally:
+            # Also after a failure: a failed or incomplete response may still have cost credits.
+            summary = ctx.usage.summary() if opts.usage else None
+            if summary is not None:
+                terminal.info(summary)
 
 
 def _read_prompt(words: list[str], opts: RequestOptions) -> str:
@@ -407,8 +483,8 @@ def _reporting(renderer: Any) -> Iterator[None]:
     try:
         yield
     except MaveraError as error:
-        if not getattr(error, "reported", False):
-            error.reported = True  # type: ignore[attr-defined]
+        if not error.reported:
+            error.reported = True
             renderer.fail(error, None)
         raise
 
@@ -425,18 +501,45 @@ def _run_streaming(
     settings, terminal = ctx.settings, ctx.terminal
     capture = CaptureWriter(ctx.opts.save_raw, settings.api_key) if ctx.opts.save_raw else None
     debug = terminal.debug if terminal.verbose else None
-    with time_limit(settings.max_time), MaveraClient(settings, debug) as client:
-        try:
-            return run_stream(
-                lambda: client.open_stream(payload),
-                renderer,
-                retries=settings.retries,
-                capture=capture,
-                on_retry=_announce_retry(terminal),
-            )
-        except MaveraError as error:
-            error.reported = True  # type: ignore[attr-defined]
-            raise
+    if ctx.opts.usage:
+        renderer = _UsageTap(renderer, ctx.usage)
+    # The spinner runs until the first byte arrives, and never outlives this call.
+    spinner = terminal.spinner(_waiting_message(settings))
+    with time_limit(settings.max_time), MaveraClient(settings, debug) as client, spinner:
+        return run_stream(
+            lambda: client.open_stream(payload),
+            renderer,
+            retries=settings.retries,
+            capture=capture,
+            on_retry=_announce_retry(terminal),
+            on_first_chunk=spinner.stop,
+        )
+
+
+def _waiting_message(settings: Settings) -> str:
+    from urllib.parse import urlsplit
+
+    return f"waiting for {urlsplit(settings.base_url).hostname or settings.base_url}…"
+
+
+class _UsageTap:
+    """Passes every renderer call through, and counts the final response for --usage."""
+
+    def __init__(self, renderer: Any, meter: UsageMeter) -> None:
+        self._renderer = renderer
+        self._meter = meter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._renderer, name)
+
+    def finish(self, accumulator: Any) -> None:
+        self._meter.add(accumulator.response)
+        self._renderer.finish(accumulator)
+
+    def fail(self, error: MaveraError, accumulator: Any) -> None:
+        if accumulator is not None:
+            self._meter.add(accumulator.response)
+        self._renderer.fail(error, accumulator)
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -466,10 +569,9 @@ def stream(
 
     Examples:
 
+    \b
       mavera stream --mock "hello"
-
-      cat notes.md | mavera stream -p $PERSONA "summarise this"
-
+      cat notes.md | mavera stream -p "$PERSONA" "summarise this"
       mavera stream --events "hi" | jq -c 'select(.type=="response.completed") | .response.usage'
     """
     from mavera_cli.payload import build_payload
@@ -504,10 +606,9 @@ def ask(
 
     Examples:
 
+    \b
       mavera ask --mock "hello"
-
       mavera ask -f report.md "list the three biggest risks"
-
       mavera ask --json "hi" | jq .usage
     """
     import orjson
@@ -523,12 +624,15 @@ def ask(
         prompt = _read_prompt(words or [], opts)
         payload = build_payload(settings, prompt, stream=False)
         debug = terminal.debug if terminal.verbose else None
-        with time_limit(settings.max_time), MaveraClient(settings, debug) as client:
+        spinner = terminal.spinner(_waiting_message(settings))
+        with time_limit(settings.max_time), MaveraClient(settings, debug) as client, spinner:
             response = call_with_retries(
                 lambda: client.create_response(payload),
                 retries=settings.retries,
                 on_retry=_announce_retry(terminal),
             )
+        if isinstance(response, dict):
+            ctx.usage.add(response)
         sink = OutputSink(_stdout(), settings.api_key)
         if json_output:
             sink.write(orjson.dumps(response, option=orjson.OPT_APPEND_NEWLINE))
@@ -556,8 +660,14 @@ def _replay_renderer(
 
     if events:
         return NdjsonRenderer(sink)
-    # replay-json: issue 5 adds the json renderer here
-    # replay-tools: issue 6 adds the tools renderer here
+    if mode is ReplayMode.json:
+        from mavera_cli.render.preview import JsonRenderer
+
+        return JsonRenderer(sink, terminal, pretty=_stdout().isatty(), final_newline=not no_newline)
+    if mode is ReplayMode.tools:
+        from mavera_cli.render.calls import CallsRenderer
+
+        return CallsRenderer(sink, terminal)
     if mode is not ReplayMode.stream:
         raise UsageError(f"replay --as {mode.value} is not available yet")
     return TextRenderer(sink, final_newline=not no_newline)
@@ -582,9 +692,10 @@ def replay(
 
     Examples:
 
+    \b
       mavera stream --save-raw run.sse "hi" && mavera replay run.sse
-
       mavera replay --events run.sse | jq -r .type
+      mavera replay --as json structured.sse
     """
     from mavera_cli.capture import replay_chunks
     from mavera_cli.core import run_stream
@@ -597,13 +708,368 @@ def replay(
         run_stream(lambda: replay_chunks(path), renderer)
 
 
-# --- json command: issue 5 adds it here ---
+@app.command("json")
+@request_options
+def json_command(
+    words: PromptWords = None,
+    schema: Annotated[
+        str | None,
+        typer.Option(
+            "--schema",
+            metavar="FILE|JSON",
+            help="JSON Schema the answer must match: a file, or inline JSON starting with `{`. "
+            "Without it the model is asked for any JSON object.",
+        ),
+    ] = None,
+    schema_name: Annotated[
+        str | None,
+        typer.Option(
+            "--schema-name",
+            metavar="NAME",
+            help="Name sent with the schema [default: the file's stem, or `response`].",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict/--no-strict",
+            help="Ask the server to enforce the schema strictly (strict mode has schema rules "
+            "of its own, e.g. additionalProperties: false).",
+        ),
+    ] = True,
+    pretty: Annotated[
+        bool | None,
+        typer.Option(
+            "--pretty/--compact",
+            help="Indent the JSON, or put it on one line [default: indented on a terminal, "
+            "compact when piped].",
+            show_default=False,
+        ),
+    ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial",
+            help="Write NDJSON instead: the best current object each time it changes, then the "
+            "final object (a mavera.error line if it fails).",
+        ),
+    ] = False,
+    events: Annotated[
+        bool,
+        typer.Option("--events", help="Write every event as NDJSON, as `stream --events` does."),
+    ] = False,
+    *,
+    opts: RequestOptions,
+) -> None:
+    """Structured output: print the answer as JSON, only once it is complete and valid.
+
+    While it streams, a live preview of the object as it grows is shown on stderr (on a
+    terminal, unless -q). stdout gets nothing until the response completed, its text parsed
+    and it matched the schema: exit 11 if it does not, 7 if the stream broke.
+
+    Examples:
+
+      mavera json --mock --schema person.json "invent a person"
+
+      mavera json --schema '{"required":["score"]}' -f review.md "score it"
+
+      mavera json --partial --schema plan.json "plan my week" | jq -c .days
+    """
+    from mavera_cli.payload import build_payload
+    from mavera_cli.render import OutputSink
+    from mavera_cli.render.ndjson import NdjsonRenderer
+    from mavera_cli.render.preview import JsonRenderer
+    from mavera_cli.schema import JSON_OBJECT_FORMAT, load_schema
+
+    stdout = _stdout()
+    sink = OutputSink(stdout)
+    renderer: Any
+    json_renderer: JsonRenderer | None = None
+    if events:
+        renderer = NdjsonRenderer(sink)
+    else:
+        renderer = json_renderer = JsonRenderer(
+            sink,
+            pretty=stdout.isatty() if pretty is None else pretty,
+            partial=partial,
+            final_newline=not opts.no_newline,
+        )
+    with _reporting(renderer):
+        _open_terminal(opts, None)  # -q and --no-color hold for the flag checks below too
+        if events and (partial or pretty is not None):
+            raise UsageError("--events writes raw events: leave out --partial/--pretty/--compact")
+        if partial and pretty:
+            raise UsageError("--partial writes NDJSON, one compact line per object: drop --pretty")
+        if schema is None and schema_name is not None:
+            raise UsageError("--schema-name needs --schema")
+        loaded = load_schema(schema, schema_name) if schema is not None else None
+        if loaded is not None:
+            text_format = loaded.text_format(strict)
+            if json_renderer is not None:
+                json_renderer.schema = loaded.document
+        else:
+            text_format = dict(JSON_OBJECT_FORMAT)
+        with request_context(opts) as ctx:
+            sink.mask(ctx.settings.api_key)
+            if json_renderer is not None:
+                json_renderer.use_terminal(ctx.terminal)
+            prompt = _read_prompt(words or [], opts)
+            payload = build_payload(ctx.settings, prompt, stream=True, text_format=text_format)
+            try:
+                _run_streaming(ctx, payload, renderer)
+            finally:
+                if json_renderer is not None:
+                    json_renderer.close()  # Ctrl-C or a closed pipe: the preview goes too
 
 
-# --- tools command: issue 6 adds it here ---
+# --- tools command ---
 
 
-# --- completion and config commands: issue 7 adds them here ---
+class ToolErrors(StrEnum):
+    fail = "fail"
+    send = "send"
+
+
+@app.command("tools")
+@request_options
+def tools_command(
+    words: PromptWords = None,
+    *,
+    functions: Annotated[
+        str,
+        typer.Option(
+            "--functions",
+            metavar="FILE",
+            help="JSON tool definitions: an array of tools, or an object with a `tools` array. "
+            "Each is flat {type: function, name, description, parameters, strict} or nested "
+            "{type: function, function: {...}} (converted).",
+            show_default=False,
+        ),
+    ],
+    tool_choice: Annotated[
+        str | None,
+        typer.Option(
+            "--tool-choice",
+            metavar="auto|required|none|NAME",
+            help="Let the model choose, require a call, forbid calls, or force function NAME "
+            "(with --exec: the first round only, later rounds use auto).",
+        ),
+    ] = None,
+    exec_specs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exec",
+            metavar="NAME=COMMAND",
+            help="Answer calls to NAME by running COMMAND (split like a shell would, run "
+            "without one) with the arguments JSON on stdin; its stdout is the output. "
+            "Repeatable. Loops until the model answers in text.",
+        ),
+    ] = None,
+    tool_timeout: Annotated[
+        float,
+        typer.Option(
+            "--tool-timeout", metavar="SECONDS", help="Kill a --exec command after this long."
+        ),
+    ] = 60.0,
+    max_rounds: Annotated[
+        int,
+        typer.Option(
+            "--max-rounds", metavar="N", min=1, help="Run tools at most N times (then exit 12)."
+        ),
+    ] = 10,
+    tool_errors: Annotated[
+        ToolErrors,
+        typer.Option(
+            "--tool-errors",
+            help="A --exec command that fails or times out: exit 12 (fail), or tell the model "
+            "(send).",
+        ),
+    ] = ToolErrors.fail,
+    events: Annotated[
+        bool,
+        typer.Option("--events", help="Write every event (of every round) as NDJSON."),
+    ] = False,
+    opts: RequestOptions,
+) -> None:
+    """Function calling: print each completed call as NDJSON, or run local commands as tools.
+
+    Without --exec, stdout has one line per call,
+    {"type":"function_call","call_id":…,"name":…,"arguments":{…}}, and a line
+    {"type":"text","text":…} if the model answered in text. With --exec, each call runs its
+    command (environment: MAVERA_TOOL_NAME, MAVERA_TOOL_CALL_ID), the outputs go back to the
+    model, and its final text answer streams to stdout like `stream`. --save-raw keeps the
+    last round's bytes.
+
+    Examples:
+
+      mavera tools --functions tools.json "weather in Paris?" | jq -c .arguments
+
+      mavera tools --mock --functions tools.json --exec get_weather=./weather.sh "Paris?"
+
+      mavera tools --functions f.json --exec lookup='python3 lookup.py' --tool-errors send "Ada?"
+    """
+    from mavera_cli import tools as tooling
+    from mavera_cli.payload import build_payload
+    from mavera_cli.render import OutputSink
+    from mavera_cli.render.calls import CallsRenderer, ToolRoundRenderer
+    from mavera_cli.render.ndjson import NdjsonRenderer
+    from mavera_cli.render.text import TextRenderer
+
+    sink = OutputSink(_stdout())
+    renderer: Any
+    if events:
+        renderer = ToolRoundRenderer(NdjsonRenderer(sink))
+    elif exec_specs:
+        renderer = ToolRoundRenderer(TextRenderer(sink, final_newline=not opts.no_newline))
+    else:
+        renderer = CallsRenderer(sink)
+    with _reporting(renderer):
+        # Everything about the tools is checked before a request is made.
+        definitions = tooling.load_functions(functions)
+        names = tooling.function_names(definitions)
+        choice = tooling.parse_tool_choice(tool_choice, names)
+        environ = _environ()
+        commands = tooling.parse_exec(exec_specs or [], names, environ.get("PATH"))
+        with request_context(opts) as ctx:
+            sink.mask(ctx.settings.api_key)
+            renderer.show_progress_on(ctx.terminal)
+            executor = tooling.ToolExecutor(
+                commands,
+                environ,
+                timeout=tool_timeout,
+                send_errors=tool_errors is ToolErrors.send,
+                warn=ctx.terminal.warn,
+                debug=ctx.terminal.debug,
+            )
+            prompt = _read_prompt(words or [], opts)
+
+            def send_round(
+                input: str | list[dict[str, Any]], round_choice: str | dict[str, Any] | None
+            ) -> tooling.RoundResult:
+                payload = build_payload(
+                    ctx.settings, input, stream=True, tools=definitions, tool_choice=round_choice
+                )
+                accumulator = _run_streaming(ctx, payload, renderer)
+                text = renderer.take_text() if isinstance(renderer, ToolRoundRenderer) else ""
+                return tooling.RoundResult(list(accumulator.calls.values()), text)
+
+            if commands:
+                tooling.run_tool_loop(
+                    prompt, send_round, executor, max_rounds=max_rounds, tool_choice=choice
+                )
+            else:
+                tooling.check_arguments(send_round(prompt, choice).calls)
+
+
+# --- completion and config commands ---
+
+
+def command_spec() -> Any:
+    """The live command tree as a `clispec.CommandSpec` (completions, man page, checks)."""
+    from mavera_cli.clispec import describe
+
+    return describe(typer.main.get_command(app))
+
+
+class Shell(StrEnum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+@app.command()
+def completion(
+    shell: Annotated[Shell, typer.Argument(metavar="SHELL", help="bash, zsh or fish.")],
+) -> None:
+    """Print the TAB-completion script for bash, zsh or fish.
+
+    Install it once, as below. The script is static: pressing TAB never starts Python.
+
+    Examples:
+
+    \b
+      mavera completion bash > ~/.local/share/bash-completion/completions/mavera
+      mavera completion zsh > "${fpath[1]}/_mavera"
+      mavera completion fish > ~/.config/fish/completions/mavera.fish
+    """
+    from mavera_cli.completion import script
+    from mavera_cli.render import OutputSink
+
+    OutputSink(_stdout()).write(script(shell.value, command_spec()).encode())
+
+
+config_app = typer.Typer(
+    name="config",
+    help="Show the settings mavera uses and where each comes from.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+@diagnostic_options
+def config_show(
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object: {name: {value, source}}.")
+    ] = False,
+    *,
+    diag: DiagnosticOptions,
+) -> None:
+    """Print the resolved settings and where each came from.
+
+    The API key is masked. Sources are the environment, the config file ($MAVERA_CONFIG, else
+    $XDG_CONFIG_HOME/mavera/config.toml) and the defaults; flags, given per command, win
+    over all of them.
+
+    Examples:
+
+    \b
+      mavera config show
+      MAVERA_MODEL=mavera-1 mavera config show
+      mavera config show --json | jq -r .base_url.source
+    """
+    import orjson
+
+    from mavera_cli.config import config_path, config_path_origin, masked, setting_sources
+    from mavera_cli.render import OutputSink
+
+    environ = _environ()
+    terminal = _open_terminal(diag, environ.get("MAVERA_API_KEY"))
+    settings = resolve_settings({}, environ)
+    terminal.mask(settings.api_key)
+    for warning in settings.warnings:
+        terminal.warn(warning)
+    path = config_path(environ)
+    rows: dict[str, dict[str, Any]] = {
+        "config_file": {
+            "value": str(path),
+            "source": config_path_origin(environ),
+            "exists": path.is_file(),
+        }
+    }
+    for source in setting_sources():
+        value = getattr(settings, source.name)
+        if source.name == "api_key":
+            value = masked(value) if value else None
+        rows[source.name] = {"value": value, "source": settings.origins[source.name]}
+    sink = OutputSink(_stdout(), settings.api_key)
+    if json_output:
+        sink.write(orjson.dumps(rows, option=orjson.OPT_APPEND_NEWLINE))
+        return
+    table = []
+    for name, row in rows.items():
+        value = row["value"]
+        shown = "(not set)" if value is None else value
+        if isinstance(value, float):
+            shown = f"{value:g}"
+        if name == "config_file" and not row["exists"]:
+            shown = f"{shown} (not found)"
+        table.append((name, str(shown), row["source"]))
+    widths = [max(len(cells[column]) for cells in table) for column in (0, 1)]
+    lines = [f"{n:<{widths[0]}}  {v:<{widths[1]}}  {source}" for n, v, source in table]
+    sink.write(("\n".join(lines) + "\n").encode())
 
 
 @app.command()
@@ -613,7 +1079,8 @@ def personas(
         bool, typer.Option("--json", help="One JSON object per line (the default when piped).")
     ] = False,
     base_url: Annotated[
-        str | None, typer.Option("--base-url", help="API base URL [env MAVERA_BASE_URL].")
+        str | None,
+        typer.Option("--base-url", metavar="URL", help="API base URL [env MAVERA_BASE_URL]."),
     ] = None,
     mock: Annotated[bool, typer.Option("--mock", help="Ask the built-in fake server.")] = False,
     *,
@@ -623,8 +1090,8 @@ def personas(
 
     Examples:
 
+    \b
       mavera personas
-
       mavera personas --json | jq -r 'select(.category=="Generational") | .id'
     """
     from mavera_cli.client import MaveraClient
@@ -651,7 +1118,8 @@ def personas(
     )
     with request_context(opts) as ctx:
         debug = ctx.terminal.debug if ctx.terminal.verbose else None
-        with MaveraClient(ctx.settings, debug) as client:
+        spinner = ctx.terminal.spinner(_waiting_message(ctx.settings))
+        with MaveraClient(ctx.settings, debug) as client, spinner:
             items = call_with_retries(
                 client.list_personas,
                 retries=ctx.settings.retries,
@@ -663,8 +1131,12 @@ def personas(
 
 @app.command()
 def mock(
-    host: Annotated[str, typer.Option("--host", help="Loopback address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port; 0 picks a free one.")] = 0,
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Loopback address to bind.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", help="Port; 0 picks a free one.")
+    ] = 0,
     fault: Annotated[
         str | None,
         typer.Option(
@@ -688,9 +1160,10 @@ def mock(
 
     Examples:
 
+    \b
       mavera mock --port 8080 &
-
       mavera mock --fault rate-limit --fail-first 1
+      mavera mock --fault drop-after:5 --pace-ms 50
     """
     from mavera_cli.mock import MockServer
 

@@ -52,6 +52,31 @@ def config_path(environ: Mapping[str, str]) -> Path:
     return Path(base).expanduser() / "mavera" / "config.toml"
 
 
+def config_path_origin(environ: Mapping[str, str]) -> str:
+    """Where `config_path` got the path from, in the words `origins` uses."""
+    if environ.get("MAVERA_CONFIG"):
+        return "env MAVERA_CONFIG"
+    return "env XDG_CONFIG_HOME" if environ.get("XDG_CONFIG_HOME") else "default"
+
+
+@dataclass(frozen=True)
+class SettingSource:
+    """Where one setting can come from, for `config show`, the man page and the README."""
+
+    name: str
+    env: str | None
+    file_key: str
+    default: Any
+
+
+def setting_sources() -> list[SettingSource]:
+    """Every setting that can come from the environment or the config file, in order."""
+    return [
+        SettingSource(name, env, file_key, _DEFAULTS[name])
+        for name, (env, file_key) in _SOURCES.items()
+    ]
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a request needs, resolved once; `origins` says where each value came from."""

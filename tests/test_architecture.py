@@ -27,6 +27,11 @@ def loaded_after(statement: str) -> set[str]:
         ("mavera_cli.render.text", {"httpx", "rich", "typer"}),
         ("mavera_cli.render.ndjson", {"httpx", "rich", "typer"}),
         ("mavera_cli.mock", {"httpx", "rich", "typer"}),
+        ("mavera_cli.redact", {"httpx", "rich", "typer", "orjson"}),
+        ("mavera_cli.schema", {"httpx", "rich", "typer", "orjson"}),
+        ("mavera_cli.render.preview", {"httpx", "typer", "rich", "partial_json_parser"}),
+        ("mavera_cli.clispec", {"httpx", "rich", "typer", "orjson"}),
+        ("mavera_cli.completion", {"httpx", "rich", "typer", "orjson"}),
     ],
 )
 def test_module_imports_stay_within_their_layer(module: str, forbidden: set[str]) -> None:

@@ -1,0 +1,320 @@
+"""A plain description of the command tree, read from the live Typer/Click objects.
+
+The man page, the shell completions and the help-example checks are all generated from this,
+so a new command or option shows up everywhere without a list kept by hand. The Click objects
+are read by attribute only; nothing here imports typer or click.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+# Click's marker for "do not re-wrap this paragraph" (a backspace character on its own line).
+NO_REWRAP = "\b"
+EXAMPLES_HEADING = "Examples:"
+# Metavars that name a path: their values complete as files.
+_SHELL_OPERATORS = ";&|()<>"
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_FILE_METAVAR = re.compile(r"\b(FILE|PATH|DIR)S?\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option: its spellings, what it takes, and how its value completes."""
+
+    names: tuple[str, ...]
+    negations: tuple[str, ...] = ()  # `--compact` for a `--pretty/--compact` switch
+    metavar: str | None = None  # None: a flag that takes no value
+    help: str = ""
+    choices: tuple[str, ...] = ()
+    takes_file: bool = False
+    repeatable: bool = False
+
+    @property
+    def all_names(self) -> tuple[str, ...]:
+        return self.names + self.negations
+
+    @property
+    def takes_value(self) -> bool:
+        return self.metavar is not None
+
+    @property
+    def long_name(self) -> str:
+        longs = [name for name in self.names if name.startswith("--")]
+        return longs[0] if longs else self.names[0]
+
+
+@dataclass(frozen=True)
+class ArgumentSpec:
+    """One positional argument."""
+
+    metavar: str
+    help: str = ""
+    variadic: bool = False
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    takes_file: bool = False
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A command or a group of commands; `path` is () for `mavera` itself."""
+
+    path: tuple[str, ...]
+    summary: str = ""
+    description: str = ""
+    examples: tuple[str, ...] = ()
+    epilog: str = ""
+    options: tuple[OptionSpec, ...] = ()
+    arguments: tuple[ArgumentSpec, ...] = ()
+    subcommands: tuple[CommandSpec, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return " ".join(("mavera", *self.path))
+
+    @property
+    def is_group(self) -> bool:
+        return bool(self.subcommands)
+
+    def walk(self) -> Iterator[CommandSpec]:
+        """This command and every command below it, depth first, in help order."""
+        yield self
+        for sub in self.subcommands:
+            yield from sub.walk()
+
+    def find(self, path: tuple[str, ...]) -> CommandSpec:
+        """The command at `path` (KeyError if there is none)."""
+        command = self
+        for word in path:
+            command = next(
+                (sub for sub in command.subcommands if sub.path[-1] == word), None
+            ) or _missing(path)
+        return command
+
+    def option(self, name: str) -> OptionSpec | None:
+        """The option spelled `name` here, if any."""
+        return next((option for option in self.options if name in option.all_names), None)
+
+    def synopsis(self) -> str:
+        """`mavera stream [OPTIONS] [PROMPT]...`, as a usage line."""
+        parts = [self.name]
+        if self.is_group:
+            parts += ["[OPTIONS]", "COMMAND", "[ARGS]..."]
+            return " ".join(parts)
+        if self.options:
+            parts.append("[OPTIONS]")
+        for argument in self.arguments:
+            text = argument.metavar if argument.required else f"[{argument.metavar}]"
+            parts.append(text + ("..." if argument.variadic else ""))
+        return " ".join(parts)
+
+
+def _missing(path: tuple[str, ...]) -> CommandSpec:
+    raise KeyError(" ".join(path))
+
+
+def describe(command: Any, path: tuple[str, ...] = (), parent: Any = None) -> CommandSpec:
+    """Describe a Click command (from `typer.main.get_command(app)`) and everything below it.
+
+    `parent` is the parent's Click context: settings such as `-h` for help are inherited.
+    """
+    context = command.make_context(
+        path[-1] if path else "mavera", [], parent=parent, resilient_parsing=True
+    )
+    help_text = _clean(getattr(command, "help", None) or "")
+    description, examples = split_examples(help_text)
+    summary = _clean(getattr(command, "short_help", None) or "") or _first_sentence(description)
+    options: list[OptionSpec] = []
+    arguments: list[ArgumentSpec] = []
+    params = list(getattr(command, "params", []))
+    help_option = command.get_help_option(context)
+    if help_option is not None:
+        params.append(help_option)
+    for param in params:
+        if getattr(param, "hidden", False):
+            continue
+        if getattr(param, "param_type_name", "") == "argument":
+            arguments.append(_argument(param))
+        else:
+            options.append(_option(param))
+    subcommands = [
+        describe(sub, (*path, name), context)
+        for name, sub in getattr(command, "commands", {}).items()
+        if not getattr(sub, "hidden", False)
+    ]
+    return CommandSpec(
+        path=path,
+        summary=summary,
+        description=description,
+        examples=examples,
+        epilog=_clean(getattr(command, "epilog", None) or ""),
+        options=tuple(options),
+        arguments=tuple(arguments),
+        subcommands=tuple(subcommands),
+    )
+
+
+def split_examples(help_text: str) -> tuple[str, tuple[str, ...]]:
+    """Split a help text into its description and the command lines under "Examples:"."""
+    lines = help_text.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() == EXAMPLES_HEADING:
+            body = [entry.strip() for entry in lines[index + 1 :]]
+            examples = tuple(entry for entry in body if entry and entry != NO_REWRAP)
+            return "\n".join(lines[:index]).strip(), examples
+    return help_text.strip(), ()
+
+
+def _clean(text: str) -> str:
+    """Dedent a docstring-style help text (Click keeps the indentation of later lines)."""
+    lines = text.expandtabs().splitlines()
+    indents = [len(line) - len(line.lstrip()) for line in lines[1:] if line.strip()]
+    margin = min(indents, default=0)
+    cleaned = [lines[0].strip()] + [line[margin:].rstrip() for line in lines[1:]] if lines else []
+    return "\n".join(cleaned).strip()
+
+
+def _first_sentence(text: str) -> str:
+    first = text.split("\n\n", 1)[0].replace("\n", " ").strip()
+    return first
+
+
+def _choices(param: Any) -> tuple[str, ...]:
+    descriptor = getattr(param, "type_descriptor", None)
+    choices = getattr(descriptor, "choices", None)
+    if choices is None:  # a plain click.Choice type
+        choices = getattr(getattr(param, "type", None), "choices", None)
+    return tuple(str(getattr(choice, "value", choice)) for choice in choices or ())
+
+
+def _takes_file(param: Any, metavar: str | None) -> bool:
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None and (descriptor.is_path or descriptor.is_file):
+        return True
+    if type(getattr(param, "type", None)).__name__ in ("Path", "File"):
+        return True
+    return bool(metavar and _FILE_METAVAR.search(metavar))
+
+
+def _type_metavar(param: Any) -> str:
+    """Click's names for a value of this type, for options declared without a metavar."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if annotation is None:
+        return str(getattr(getattr(param, "type", None), "name", "value")).upper()
+    names = {int: "INTEGER", float: "FLOAT"}
+    return next(
+        (name for kind, name in names.items() if annotation == kind or annotation == kind | None),
+        "TEXT",
+    )
+
+
+def _option(param: Any) -> OptionSpec:
+    is_flag = bool(getattr(param, "is_flag", False)) or bool(getattr(param, "count", False))
+    choices = _choices(param)
+    metavar: str | None = None
+    if not is_flag:
+        metavar = getattr(param, "metavar", None) or (
+            "[" + "|".join(choices) + "]" if choices else _type_metavar(param)
+        )
+    names = sorted(param.opts, key=lambda name: (name.startswith("--"), name))
+    return OptionSpec(
+        names=tuple(names),
+        negations=tuple(getattr(param, "secondary_opts", ())),
+        metavar=metavar,
+        help=" ".join((getattr(param, "help", None) or "").split()),
+        choices=choices,
+        takes_file=not is_flag and _takes_file(param, metavar),
+        repeatable=bool(getattr(param, "multiple", False)) or bool(getattr(param, "count", False)),
+    )
+
+
+def _argument(param: Any) -> ArgumentSpec:
+    metavar = getattr(param, "metavar", None) or str(param.name).upper()
+    return ArgumentSpec(
+        metavar=metavar,
+        help=" ".join((getattr(param, "help", None) or "").split()),
+        variadic=getattr(param, "nargs", 1) == -1,
+        required=bool(getattr(param, "required", False)),
+        choices=_choices(param),
+        takes_file=_takes_file(param, metavar),
+    )
+
+
+# --- checking command lines against the tree ----------------------------------------------
+
+
+def invocations(example: str) -> list[list[str]]:
+    """The `mavera …` commands in a shell line, as argument lists (after the word `mavera`).
+
+    `mavera` counts only in command position: first in a command, or after `NAME=value`.
+    """
+    lexer = shlex.shlex(example, posix=True, punctuation_chars=_SHELL_OPERATORS)
+    lexer.whitespace_split = True
+    found: list[list[str]] = []
+    current: list[str] | None = None
+    command_position = True
+    for token in lexer:
+        if token and set(token) <= set(_SHELL_OPERATORS):
+            current, command_position = None, True
+        elif current is not None:
+            current.append(token)
+        elif command_position and token == "mavera":
+            current = []
+            found.append(current)
+        elif command_position and not _ASSIGNMENT.match(token):
+            command_position = False
+    return found
+
+
+def check_invocation(root: CommandSpec, args: list[str]) -> list[str]:
+    """Problems with one `mavera` argument list: unknown commands, options or choices."""
+    problems: list[str] = []
+    command = root
+    positionals: list[str] = []
+    words = iter(args)
+    only_positionals = False
+    for word in words:
+        if word == "--" and not only_positionals:
+            only_positionals = True
+            continue
+        if word.startswith("-") and word != "-" and not only_positionals:
+            name, has_inline, inline = word.partition("=")
+            option = command.option(name)
+            if option is None:
+                problems.append(f"{command.name}: unknown option {name}")
+                continue
+            if option.takes_value:
+                value = inline if has_inline else next(words, None)
+                if value is None:
+                    problems.append(f"{command.name}: {name} needs a value")
+                elif option.choices and value not in option.choices:
+                    problems.append(f"{command.name}: {name} {value!r} is not a choice")
+            elif has_inline:
+                problems.append(f"{command.name}: {name} takes no value")
+            continue
+        if command.is_group and not positionals:
+            try:
+                command = command.find((word,))
+            except KeyError:
+                problems.append(f"{command.name}: unknown command {word}")
+                return problems
+            continue
+        positionals.append(word)
+    if command.is_group:
+        problems.append(f"{command.name}: no command given")
+    for argument, value in zip(command.arguments, positionals, strict=False):
+        if argument.choices and value not in argument.choices:
+            problems.append(f"{command.name}: {argument.metavar} {value!r} is not a choice")
+    required = [argument for argument in command.arguments if argument.required]
+    if len(positionals) < len(required):
+        problems.append(f"{command.name}: missing {required[len(positionals)].metavar}")
+    if not any(argument.variadic for argument in command.arguments) and len(positionals) > len(
+        command.arguments
+    ):
+        problems.append(f"{command.name}: unexpected argument {positionals[-1]!r}")
+    return problems

@@ -1,0 +1,359 @@
+"""`mavera json`: a live partial-JSON preview on stderr, the final JSON on stdout.
+
+Nothing reaches stdout until the response completed and its text parsed (and matched the
+schema), so a pipe never sees invalid JSON. With `--partial`, stdout instead gets NDJSON: the
+best current object each time it changes, then the final object.
+
+Partial parsing is slow (pure Python, linear in the text so far), so it never runs on the
+thread that reads the stream: a `_Follower` thread re-parses the text at a bounded rate and
+CPU share, and the preview and `--partial` only ever use its newest result. rich and
+partial_json_parser are imported only when used: start-up stays cheap.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mavera_cli.errors import InvalidOutputError, MaveraError
+from mavera_cli.events import TEXT_DELTA, ResponseAccumulator, ResponseEvent, response_text
+from mavera_cli.render import OutputSink
+from mavera_cli.render.ndjson import error_line
+from mavera_cli.terminal import Terminal
+
+REFUSAL_DELTA = "response.refusal.delta"
+REFUSAL_DONE = "response.refusal.done"
+# The preview is redrawn at most this many times a second.
+PREVIEW_REFRESH_PER_SECOND = 10
+# The text is re-parsed at most once per interval: for the preview, and for --partial lines.
+PREVIEW_PARSE_INTERVAL = 1 / PREVIEW_REFRESH_PER_SECOND
+PARTIAL_PARSE_INTERVAL = 0.05
+# After a parse that took t seconds the follower rests PARSE_REST_FACTOR * t, so parsing takes
+# at most about a tenth of the CPU however large the object grows.
+PARSE_REST_FACTOR = 9
+# partial_json_parser raises these (not only ValueError) on text that is not JSON-like; found
+# by fuzzing prefixes and garbage. A preview of half-received text must never end the run.
+_PARTIAL_FAILURES = (ValueError, IndexError, AssertionError, RecursionError)
+
+
+class _NotYet:
+    """There is no best current object yet (nothing but whitespace, or not JSON-like)."""
+
+
+NOT_YET = _NotYet()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_loads(text: str) -> Any:
+    """Parse JSON as RFC 8259 has it: no NaN or Infinity (Python's json accepts them)."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def parse_partial(text: str) -> Any:
+    """The best current object for incomplete JSON text, or NOT_YET if there is none yet."""
+    if not text.strip():
+        return NOT_YET
+    from partial_json_parser import loads
+
+    try:
+        return loads(text, parser=strict_loads)
+    except _PARTIAL_FAILURES:
+        return NOT_YET
+
+
+def dump_json(value: Any, *, indent: int | None = None) -> bytes:
+    """Strictly valid UTF-8 JSON: compact, or indented by `indent` spaces."""
+    separators = (",", ": ") if indent is not None else (",", ":")
+    try:
+        text = json.dumps(
+            value, ensure_ascii=False, allow_nan=False, indent=indent, separators=separators
+        )
+    except ValueError as exc:  # a number too large for a double came back as infinity
+        raise InvalidOutputError(f"the output has a number out of range: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidOutputError("the output is not usable JSON: nested too deeply") from exc
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate escape (`"\ud800"`) has no UTF-8 form; keep it escaped.
+        return json.dumps(value, allow_nan=False, indent=indent, separators=separators).encode()
+
+
+class JsonRenderer:
+    """Accumulates the output text; previews it on stderr; writes JSON only once it is valid."""
+
+    def __init__(
+        self,
+        sink: OutputSink,
+        terminal: Terminal | None = None,
+        *,
+        pretty: bool = False,
+        partial: bool = False,
+        schema: dict[str, Any] | None = None,
+        final_newline: bool = True,
+    ) -> None:
+        self._sink = sink
+        self._terminal = terminal
+        self._pretty = pretty
+        self._partial = partial
+        self.schema = schema
+        self._final_newline = final_newline
+        self._lock = threading.Lock()
+        self._parts: list[str] = []
+        self._received = 0
+        self._refusal: list[str] = []
+        self._ended = False
+        self._started = False
+        self._follower: _Follower | None = None
+        self._preview: _Preview | None = None
+        self._written_version = 0
+        self._last_line: bytes | None = None
+
+    def use_terminal(self, terminal: Terminal) -> None:
+        """The stderr terminal for the preview, known once settings are resolved."""
+        self._terminal = terminal
+
+    def text(self) -> str:
+        """The output text received so far (called from the follower thread too)."""
+        with self._lock:
+            if len(self._parts) > 1:
+                self._parts[:] = ["".join(self._parts)]
+            return self._parts[0] if self._parts else ""
+
+    def on_event(self, event: ResponseEvent) -> None:
+        kind = event.type
+        if kind == TEXT_DELTA:
+            delta = event.data.get("delta")
+            if isinstance(delta, str) and delta:
+                with self._lock:
+                    self._parts.append(delta)
+                self._received += len(delta)
+                if not self._started:
+                    self._start_following()
+        elif kind == REFUSAL_DELTA:
+            delta = event.data.get("delta")
+            if isinstance(delta, str):
+                self._refusal.append(delta)
+        elif kind == REFUSAL_DONE:
+            refusal = event.data.get("refusal")
+            if isinstance(refusal, str):
+                self._refusal = [refusal]
+
+    def flush(self) -> None:
+        if self._partial and self._follower is not None and not self._ended:
+            self._write_snapshot(self._follower)
+
+    def finish(self, accumulator: ResponseAccumulator) -> None:
+        self.close()
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            value = self._final_value(accumulator)
+            if self.schema is not None:
+                from mavera_cli.schema import validate_output
+
+                validate_output(value, self.schema)
+            if self._partial:
+                data = dump_json(value) + b"\n"
+            else:
+                data = dump_json(value, indent=2 if self._pretty else None)
+                data += b"\n" if self._final_newline else b""
+        except MaveraError as error:
+            if self._partial:
+                self._sink.write(error_line(error))
+            raise
+        self._sink.write(data)
+
+    def fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
+        self.close()
+        if self._ended:
+            return
+        self._ended = True
+        if self._partial:
+            self._sink.write(error_line(error))
+
+    def close(self) -> None:
+        """Stop following and take the preview off the screen (safe to call more than once)."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.stop()
+        preview, self._preview = self._preview, None
+        if preview is not None:
+            preview.stop()
+
+    def _final_value(self, accumulator: ResponseAccumulator) -> Any:
+        text = self.text()
+        if not text:
+            # A server that sends no deltas still puts the text in the final response.
+            text = response_text(accumulator.response)
+        if not text.strip():
+            refusal = " ".join("".join(self._refusal).split())
+            if refusal:
+                raise InvalidOutputError(f"the model refused: {refusal}")
+            raise InvalidOutputError("the response has no output text, so no JSON")
+        try:
+            return strict_loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidOutputError(
+                f"the output is not valid JSON: {exc.msg} at line {exc.lineno} column "
+                f"{exc.colno} ({len(text)} characters received)"
+            ) from exc
+        except ValueError as exc:  # NaN / Infinity
+            raise InvalidOutputError(f"the output is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise InvalidOutputError("the output is not usable JSON: nested too deeply") from exc
+
+    def _start_following(self) -> None:
+        self._started = True
+        terminal = self._terminal
+        if self._partial:
+            self._follower = _Follower(self.text, PARTIAL_PARSE_INTERVAL)
+        elif terminal is not None and terminal.decorative:
+            self._follower = _Follower(self.text, PREVIEW_PARSE_INTERVAL)
+            self._preview = _Preview(terminal, self._follower, lambda: self._received)
+            self._preview.start()
+        if self._follower is not None:
+            self._follower.start()
+
+    def _write_snapshot(self, follower: _Follower) -> None:
+        # Lines are written here, on the stream's thread, so stdout has one writer.
+        version, value = follower.latest()
+        if version == self._written_version:
+            return
+        self._written_version = version
+        try:
+            line = dump_json(value) + b"\n"
+        except InvalidOutputError:
+            return  # a half-received number out of range: wait for more text
+        if line != self._last_line:
+            self._last_line = line
+            self._sink.write(line)
+
+
+class _Follower:
+    """Re-parses the text so far on its own thread and keeps the newest best-current object."""
+
+    def __init__(self, read_text: Callable[[], str], interval: float) -> None:
+        self._read_text = read_text
+        self._interval = interval
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._version = 0
+        self._value: Any = NOT_YET
+        self._on_value: Callable[[Any], None] | None = None
+        self._thread = threading.Thread(target=self._run, name="mavera-json-follower", daemon=True)
+
+    def on_value(self, callback: Callable[[Any], None]) -> None:
+        """Call `callback(value)` on the follower thread after each new parse."""
+        self._on_value = callback
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()  # a parse under way finishes in the background; its result is unused
+
+    def latest(self) -> tuple[int, Any]:
+        """(version, best current object): the version goes up with each new parse."""
+        with self._lock:
+            return self._version, self._value
+
+    def _run(self) -> None:
+        parsed_length = 0
+        rest = 0.0
+        while not self._stop.wait(rest):
+            text = self._read_text()
+            if len(text) == parsed_length:
+                rest = self._interval
+                continue
+            started = time.monotonic()
+            value = parse_partial(text)
+            rest = max(self._interval, (time.monotonic() - started) * PARSE_REST_FACTOR)
+            parsed_length = len(text)
+            if value is NOT_YET or self._stop.is_set():
+                continue
+            with self._lock:
+                self._version += 1
+                self._value = value
+            if self._on_value is not None:
+                self._on_value(value)
+
+
+class _Preview:
+    """The rich Live view of the object as it grows, on stderr: the last lines that fit,
+    redrawn at most PREVIEW_REFRESH_PER_SECOND times a second, removed when stopped."""
+
+    def __init__(
+        self, terminal: Terminal, follower: _Follower, received: Callable[[], int]
+    ) -> None:
+        self._terminal = terminal
+        self._received = received
+        self._console = terminal.console()
+        self._live: Any = None
+        self._stopping = False
+        self._lines: list[str] = []
+        follower.on_value(self._format)
+
+    def start(self) -> None:
+        from rich.live import Live
+
+        self._live = Live(
+            console=self._console,
+            auto_refresh=True,
+            refresh_per_second=PREVIEW_REFRESH_PER_SECOND,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            vertical_overflow="crop",
+            get_renderable=self._renderable,
+        )
+        self._live.start()
+        atexit.register(self.stop)  # Ctrl-C in `replay`: the cursor is shown again on exit
+
+    def stop(self) -> None:
+        live, self._live = self._live, None
+        if live is None:
+            return
+        atexit.unregister(self.stop)
+        self._stopping = True  # rich draws once more while stopping: draw nothing
+        live.stop()
+
+    def _format(self, value: Any) -> None:
+        # On the follower thread: the refresh thread only draws the lines made here.
+        import orjson
+
+        try:
+            data = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+        except orjson.JSONEncodeError:  # integers beyond 64 bits, lone surrogates
+            try:
+                data = dump_json(value, indent=2)
+            except InvalidOutputError:
+                return
+        self._lines = self._terminal.redact(data.decode()).splitlines()
+
+    def _renderable(self) -> Any:
+        from rich.console import Group
+        from rich.highlighter import JSONHighlighter
+        from rich.text import Text
+
+        if self._stopping:
+            return Text("")
+        lines = self._lines
+        height = max(self._console.size.height - 2, 1)
+        if len(lines) > height:
+            lines = ["…", *lines[len(lines) - height + 1 :]]
+        header = Text(f"receiving JSON… {self._received()} characters", style="dim")
+        if not lines:
+            return header
+        body = Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
+        if self._terminal.color:
+            JSONHighlighter().highlight(body)
+        return Group(header, body)
