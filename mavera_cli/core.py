@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
+from orjson import JSONDecodeError, loads
+
 from mavera_cli.capture import CaptureWriter
 from mavera_cli.errors import (
     MaveraError,
@@ -86,8 +88,8 @@ def _pump(
     add = accumulator.add
     on_event = renderer.on_event
     flush = renderer.flush
-    # The hot path: a renderer that only wants the text of deltas gets them appended here,
-    # skipping two calls per event (see Renderer.delta_sink).
+    # A renderer that only wants the text of deltas gets them appended to this list
+    # (see Renderer.delta_sink).
     deltas: list[str] | None = getattr(renderer, "delta_sink", None)
     if capture is not None:
         capture.start_attempt()
@@ -99,17 +101,25 @@ def _pump(
             if capture is not None:
                 capture.write(chunk)
             for sse in feed(chunk):
-                event = parse_event(sse)
+                data = None
+                if deltas is not None and not sse.truncated:
+                    # The hot path: a text delta goes from JSON to the renderer's list with
+                    # no event object and no calls in between.
+                    try:
+                        data = loads(sse.data)
+                    except JSONDecodeError:
+                        data = None  # [DONE] or malformed: parse_event says which
+                    if data.__class__ is dict and data.get("type") == TEXT_DELTA:
+                        delta = data.get("delta")
+                        if delta.__class__ is str:
+                            deltas.append(delta)
+                            accumulator.events_seen += 1
+                            accumulator.text_chars += len(delta)
+                            continue
+                event = parse_event(sse, data)
                 if event is None:  # data: [DONE]
                     accumulator.done_marker = True
                     break
-                if deltas is not None and event.type == TEXT_DELTA:
-                    delta = event.data.get("delta")
-                    if delta.__class__ is str:
-                        deltas.append(delta)
-                        accumulator.events_seen += 1
-                        accumulator.text_chars += len(delta)
-                        continue
                 add(event)
                 on_event(event)
             flush()

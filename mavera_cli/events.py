@@ -45,18 +45,24 @@ class ResponseEvent:
 _STATUS = re.compile(rb'"status"\s*:\s*"([a-z_]+)"')
 
 
-def parse_event(sse: SSEEvent) -> ResponseEvent | None:
-    """The Responses event an SSE event carries; None for the `[DONE]` end marker."""
+def parse_event(sse: SSEEvent, parsed: Any = None) -> ResponseEvent | None:
+    """The Responses event an SSE event carries; None for the `[DONE]` end marker.
+
+    `parsed` is the data already decoded by a caller that looked first (the core's fast path).
+    """
     raw = sse.data
     if sse.truncated:
         return _summary_event(sse)
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        if raw.strip() == DONE_MARKER:
-            return None
-        data = _parse_lenient(raw, exc)
-        raw = orjson.dumps(data)  # passed through as valid UTF-8 from here on
+    if parsed is not None:
+        data = parsed
+    else:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if raw.strip() == DONE_MARKER:
+                return None
+            data = _parse_lenient(raw, exc)
+            raw = orjson.dumps(data)  # passed through as valid UTF-8 from here on
     if not isinstance(data, dict):
         raise InvalidOutputError(f"malformed event data: expected a JSON object, got {_clip(raw)}")
     kind = data.get("type")
