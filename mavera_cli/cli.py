@@ -20,6 +20,7 @@ import typer
 from mavera_cli import __version__
 from mavera_cli.config import Settings, resolve_settings
 from mavera_cli.errors import EXIT_CODE_MEANINGS, MaveraError, UsageError
+from mavera_cli.render.usage import UsageMeter, UsageTap
 from mavera_cli.terminal import Terminal
 
 
@@ -367,49 +368,6 @@ def _open_terminal(diag: RequestOptions | DiagnosticOptions, secret: str | None)
 
 
 @dataclass
-class UsageMeter:
-    """Tokens and credits over every response of one command (`tools` may make several)."""
-
-    responses: int = 0
-    unreported: int = 0
-    totals: dict[str, int] = field(default_factory=dict)
-
-    def add(self, response: dict[str, Any]) -> None:
-        """Count one final response object ({} when none arrived: nothing to count)."""
-        if not response:
-            return
-        self.responses += 1
-        usage = response.get("usage")
-        if not isinstance(usage, dict):
-            self.unreported += 1
-            return
-        for name in ("input_tokens", "output_tokens", "total_tokens", "credits_used"):
-            value = usage.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                self.totals[name] = self.totals.get(name, 0) + value
-
-    def summary(self) -> str | None:
-        """The --usage line, or None when no response arrived."""
-        if not self.responses:
-            return None
-        if self.unreported == self.responses:
-            return "usage: not reported by the server"
-        count = self.totals.get
-
-        def shown(name: str) -> str:
-            value = count(name)
-            return "?" if value is None else str(value)
-
-        credits = count("credits_used")
-        text = (
-            f"usage: {shown('total_tokens')} tokens ({shown('input_tokens')} input, "
-            f"{shown('output_tokens')} output), {shown('credits_used')} "
-            f"{'credit' if credits == 1 else 'credits'} used"
-        )
-        return text + (f" over {self.responses} responses" if self.responses > 1 else "")
-
-
-@dataclass
 class RequestContext:
     """Everything a request command needs once flags, environment and prompt are resolved."""
 
@@ -502,7 +460,7 @@ def _run_streaming(
     capture = CaptureWriter(ctx.opts.save_raw, settings.api_key) if ctx.opts.save_raw else None
     debug = terminal.debug if terminal.verbose else None
     if ctx.opts.usage:
-        renderer = _UsageTap(renderer, ctx.usage)
+        renderer = UsageTap(renderer, ctx.usage)
     # The spinner runs until the first byte arrives, and never outlives this call.
     spinner = terminal.spinner(_waiting_message(settings))
     with time_limit(settings.max_time), MaveraClient(settings, debug) as client, spinner:
@@ -520,26 +478,6 @@ def _waiting_message(settings: Settings) -> str:
     from urllib.parse import urlsplit
 
     return f"waiting for {urlsplit(settings.base_url).hostname or settings.base_url}…"
-
-
-class _UsageTap:
-    """Passes every renderer call through, and counts the final response for --usage."""
-
-    def __init__(self, renderer: Any, meter: UsageMeter) -> None:
-        self._renderer = renderer
-        self._meter = meter
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._renderer, name)
-
-    def finish(self, accumulator: Any) -> None:
-        self._meter.add(accumulator.response)
-        self._renderer.finish(accumulator)
-
-    def fail(self, error: MaveraError, accumulator: Any) -> None:
-        if accumulator is not None:
-            self._meter.add(accumulator.response)
-        self._renderer.fail(error, accumulator)
 
 
 # --- commands -------------------------------------------------------------------------------

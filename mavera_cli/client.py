@@ -78,13 +78,8 @@ class MaveraClient:
                 "Accept-Encoding": "identity",
             },
         )
-        self._log_request(request)
+        response = self._send(request)
         try:
-            response = self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _request_error(exc, self._settings) from exc
-        try:
-            self._log_response(response)
             self._check_status(response)
             self._check_stream_type(response)
             yield _raw_chunks(response, self._settings)
@@ -113,13 +108,8 @@ class MaveraClient:
             content=None if payload is None else orjson.dumps(payload),
             headers={"Content-Type": "application/json"} if payload is not None else None,
         )
-        self._log_request(request)
+        response = self._send(request)
         try:
-            response = self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _request_error(exc, self._settings) from exc
-        try:
-            self._log_response(response)
             self._check_status(response)
             try:
                 body = response.read()
@@ -133,6 +123,16 @@ class MaveraClient:
             raise InvalidOutputError(
                 f"the server's response is not JSON: {server_message(body)}"
             ) from exc
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send and return once the status line and headers are in; the body is not read."""
+        self._log_request(request)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _request_error(exc, self._settings) from exc
+        self._log_response(response)
+        return response
 
     def _check_status(self, response: httpx.Response) -> None:
         if response.status_code < 400:

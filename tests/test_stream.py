@@ -161,3 +161,10 @@ def test_long_answer_closing_events_are_not_needed_in_text_mode(server) -> None:
     server.script(lambda ex, wire: (wire.head(), wire.send_chunks(failed)))
     result = run_mavera(["stream", "--base-url", server.base_url, "hi"], expect=10)
     assert "the model fell over" in result.stderr
+
+
+def test_usage_of_a_long_answer_is_still_reported(server) -> None:
+    deltas = ["0123456789abcdef" * 64] * 400  # closing events far above the decoder's cut
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(deltas))))
+    result = run_mavera(["stream", "--usage", "--base-url", server.base_url, "hi"])
+    assert "usage: 3 tokens" in result.stderr

@@ -1,0 +1,80 @@
+"""`--usage`: tokens and credits counted from the final response(s), told on stderr."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mavera_cli.errors import MaveraError
+from mavera_cli.events import COMPLETED, FAILED, INCOMPLETE
+
+TERMINAL_EVENTS = frozenset({COMPLETED, FAILED, INCOMPLETE})
+
+
+@dataclass
+class UsageMeter:
+    """Tokens and credits over every response of one command (`tools` may make several)."""
+
+    responses: int = 0
+    unreported: int = 0
+    totals: dict[str, int] = field(default_factory=dict)
+
+    def add(self, response: dict[str, Any]) -> None:
+        """Count one final response object ({} when none arrived: nothing to count)."""
+        if not response:
+            return
+        self.responses += 1
+        usage = response.get("usage")
+        if not isinstance(usage, dict):
+            self.unreported += 1
+            return
+        for name in ("input_tokens", "output_tokens", "total_tokens", "credits_used"):
+            value = usage.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                self.totals[name] = self.totals.get(name, 0) + value
+
+    def summary(self) -> str | None:
+        """The --usage line, or None when no response arrived."""
+        if not self.responses:
+            return None
+        if self.unreported == self.responses:
+            return "usage: not reported by the server"
+        count = self.totals.get
+
+        def shown(name: str) -> str:
+            value = count(name)
+            return "?" if value is None else str(value)
+
+        credits = count("credits_used")
+        text = (
+            f"usage: {shown('total_tokens')} tokens ({shown('input_tokens')} input, "
+            f"{shown('output_tokens')} output), {shown('credits_used')} "
+            f"{'credit' if credits == 1 else 'credits'} used"
+        )
+        return text + (f" over {self.responses} responses" if self.responses > 1 else "")
+
+
+class UsageTap:
+    """Passes every renderer call through, and counts the final response for --usage."""
+
+    def __init__(self, renderer: Any, meter: UsageMeter) -> None:
+        self._renderer = renderer
+        self._meter = meter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._renderer, name)
+
+    @property
+    def truncatable_events(self) -> frozenset[str]:
+        # The usage sits in the terminal event: it must arrive whole, however long.
+        wrapped = getattr(self._renderer, "truncatable_events", frozenset())
+        return frozenset(wrapped) - TERMINAL_EVENTS
+
+    def finish(self, accumulator: Any) -> None:
+        self._meter.add(accumulator.response)
+        self._renderer.finish(accumulator)
+
+    def fail(self, error: MaveraError, accumulator: Any) -> None:
+        if accumulator is not None:
+            self._meter.add(accumulator.response)
+        self._renderer.fail(error, accumulator)
