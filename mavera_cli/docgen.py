@@ -32,7 +32,7 @@ README_END = "<!-- /exit-codes -->"
 # An option in at least this many commands is described once, under OPTIONS.
 COMMON_OPTION_MIN_COMMANDS = 3
 MAN_SOURCE_WIDTH = 80
-PROJECT_URL = "https://github.com/mavera/mavera-cli"
+PROJECT_URL = "https://docs.mavera.io"
 
 
 # --- roff ----------------------------------------------------------------------------------

@@ -74,8 +74,8 @@ def _run(args: list[str]) -> int:
     except Exception as exc:  # the one broad catch: a bug must still end with one line
         _flush_stdout()
         cli.SESSION.terminal.error(
-            f"internal error ({type(exc).__name__}: {exc}); please report this at "
-            "https://github.com/mavera/mavera-cli/issues"
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug in mavera "
+            f"{__version__}, please report it with the command you ran"
         )
         return int(ExitCode.internal)
 

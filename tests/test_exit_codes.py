@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 
-from tests.conftest import run_mavera
+from tests.conftest import mavera_env, run_mavera
 from tests.scripted_server import DONE, sse_event, text_stream
 
 
@@ -245,3 +247,24 @@ def test_events_mode_failure_before_stream_still_writes_the_error_line(server) -
     assert lines == [
         {"type": "mavera.error", "exit_code": 3, "error": "auth", "message": lines[0]["message"]}
     ]
+
+
+def test_1_internal_error_is_one_line_and_no_traceback(server) -> None:
+    """A bug anywhere inside still ends at the boundary: one line, exit 1."""
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["a"]))))
+    code = (
+        "import sys\n"
+        "from mavera_cli import events\n"
+        "def broken(self, event):\n"
+        "    raise RuntimeError('simulated bug')\n"
+        "events.ResponseAccumulator.add = broken\n"
+        "from mavera_cli.entry import main\n"
+        f"sys.exit(main(['stream', '--base-url', '{server.base_url}', 'hi']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, env=mavera_env(), timeout=30
+    )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1
+    one_line_error(stderr, "internal error", "simulated bug", "bug in mavera")
+    assert "Traceback" not in stderr
