@@ -1,9 +1,9 @@
 """The Typer app: commands, options and help. Turns flags into Settings and a job for the core.
 
 Nothing here catches errors or talks HTTP; `entry.main()` is the boundary that reports them.
+(No `from __future__ import annotations` here: Typer would have to eval every annotation
+string at each start, which costs more than the whole command tree.)
 """
-
-from __future__ import annotations
 
 import functools
 import inspect
