@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import BinaryIO
 
 from mavera_cli.errors import UsageError
@@ -57,7 +56,3 @@ def replay_chunks(path: str) -> Iterator[Iterator[bytes]]:
 
 def _stdin() -> BinaryIO:
     return sys.stdin.buffer
-
-
-def is_readable(path: str) -> bool:
-    return path == "-" or Path(path).is_file()

@@ -63,21 +63,22 @@ SESSION = Session()
 class RequestOptions:
     """The flags `ask`, `stream`, `json` and `tools` share."""
 
-    files: list[str]
-    base_url: str | None
-    persona: str | None
-    model: str | None
-    instructions: str | None
-    timeout: float | None
-    max_time: float | None
-    retries: int | None
-    save_raw: str | None
-    mock: bool
-    no_newline: bool
-    allow_insecure_http: bool
-    quiet: bool
-    verbose: bool
-    no_color: bool
+    # Defaults are "flag not given", so a command with fewer flags (personas) names only its own.
+    files: list[str] = field(default_factory=list)
+    base_url: str | None = None
+    persona: str | None = None
+    model: str | None = None
+    instructions: str | None = None
+    timeout: float | None = None
+    max_time: float | None = None
+    retries: int | None = None
+    save_raw: str | None = None
+    mock: bool = False
+    no_newline: bool = False
+    allow_insecure_http: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    no_color: bool = False
     usage: bool = False
 
 
@@ -1038,18 +1039,8 @@ def personas(
     from mavera_cli.render.table import render_personas
 
     opts = RequestOptions(
-        files=[],
         base_url=base_url,
-        persona=None,
-        model=None,
-        instructions=None,
-        timeout=None,
-        max_time=None,
-        retries=None,
-        save_raw=None,
         mock=mock,
-        no_newline=False,
-        allow_insecure_http=False,
         quiet=diag.quiet,
         verbose=diag.verbose,
         no_color=diag.no_color,

@@ -6,7 +6,6 @@ The API key is read only from `MAVERA_API_KEY` or the config file, never from a 
 from __future__ import annotations
 
 import ipaddress
-import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,12 +14,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mavera_cli.errors import AuthError, UsageError
+from mavera_cli.redact import KEY_MASK
 
 DEFAULT_BASE_URL = "https://app.mavera.io/api/v1"
 DEFAULT_MODEL = "mavera-1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 2
-KEY_MASK = "***"
 
 # name in Settings -> (environment variable, key in the config file)
 _SOURCES: dict[str, tuple[str | None, str]] = {
@@ -218,8 +217,3 @@ def _retries(value: Any) -> int:
 def masked(value: str | None) -> str:
     """How a key is shown anywhere: never its text."""
     return KEY_MASK if value else "(not set)"
-
-
-def environ_snapshot() -> dict[str, str]:
-    """The process environment, read in one place (cli.py passes it down)."""
-    return dict(os.environ)

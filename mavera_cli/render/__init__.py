@@ -35,7 +35,6 @@ class OutputSink:
     def __init__(self, stream: BinaryIO, secret: str | None = None) -> None:
         self._stream = stream
         self._redactor = Redactor(secret)
-        self.bytes_written = 0
 
     def mask(self, secret: str | None) -> None:
         """Mask this secret from now on (known once settings are resolved)."""
@@ -48,4 +47,3 @@ class OutputSink:
             self._stream.flush()
         except BrokenPipeError:
             raise OutputClosed() from None
-        self.bytes_written += len(data)
