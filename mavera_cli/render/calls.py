@@ -74,10 +74,22 @@ class CallProgress:
 class _CallWatcher:
     """Folds events into calls of its own, so a call is known complete the moment it is."""
 
-    def __init__(self) -> None:
+    def __init__(self, terminal: Terminal | None = None) -> None:
         self._calls = ResponseAccumulator()
         self._reported: set[str] = set()  # item ids of calls already complete
         self._progress: CallProgress | None = None
+        self._text: list[str] = []  # what the model wrote besides calls
+        if terminal is not None:
+            self.show_progress_on(terminal)
+
+    def _collect_text(self, event: ResponseEvent) -> bool:
+        """Keep a text delta's text; True if the event was one."""
+        if event.type != TEXT_DELTA:
+            return False
+        delta = event.data.get("delta")
+        if isinstance(delta, str):
+            self._text.append(delta)
+        return True
 
     def show_progress_on(self, terminal: Terminal) -> None:
         """Show calls live on stderr, if it is a terminal a person is watching."""
@@ -144,19 +156,13 @@ class CallsRenderer(_CallWatcher):
     """
 
     def __init__(self, sink: OutputSink, terminal: Terminal | None = None) -> None:
-        super().__init__()
+        super().__init__(terminal)
         self._sink = sink
         self._pending: list[bytes] = []
-        self._text: list[str] = []
         self._failed = False
-        if terminal is not None:
-            self.show_progress_on(terminal)
 
     def on_event(self, event: ResponseEvent) -> None:
-        if event.type == TEXT_DELTA:
-            delta = event.data.get("delta")
-            if isinstance(delta, str):
-                self._text.append(delta)
+        if self._collect_text(event):
             return
         for call in self._watch(event):
             self._pending.append(call_line(call))
@@ -211,18 +217,11 @@ class ToolRoundRenderer(_CallWatcher):
     """
 
     def __init__(self, product: Renderer, terminal: Terminal | None = None) -> None:
-        super().__init__()
+        super().__init__(terminal)
         self._product = product
-        self._text: list[str] = []
-        if terminal is not None:
-            self.show_progress_on(terminal)
 
     def on_event(self, event: ResponseEvent) -> None:
-        if event.type == TEXT_DELTA:
-            delta = event.data.get("delta")
-            if isinstance(delta, str):
-                self._text.append(delta)
-        elif self._progress is not None:
+        if not self._collect_text(event) and self._progress is not None:
             self._watch(event)
         self._product.on_event(event)
 
