@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,3 +88,28 @@ def server() -> Iterator[ScriptedServer]:
     scripted = ScriptedServer()
     yield scripted
     scripted.close()
+
+
+def one_line_error(stderr: str, *needles: str) -> str:
+    """The error is one `mavera: error:` line naming every needle; that line."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("mavera: error: "), stderr
+    for needle in needles:
+        assert needle in lines[0], stderr
+    return lines[0]
+
+
+def read_pipe_until(fd: int, wanted: bytes, timeout: float = 15) -> bytes:
+    """Read `fd` until `wanted` has arrived, EOF, or `timeout` seconds of nothing new."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in data and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        piece = os.read(fd, 65536)
+        if not piece:
+            break
+        data += piece
+    return data

@@ -7,20 +7,12 @@ import socket
 import subprocess
 import sys
 
-from tests.conftest import mavera_env, run_mavera
+from tests.conftest import mavera_env, one_line_error, run_mavera
 from tests.scripted_server import DONE, sse_event, text_stream
 
 
 def stream_args(server, *extra: str) -> list[str]:
     return ["stream", "--base-url", server.base_url, "--retries", "0", *extra, "hello"]
-
-
-def one_line_error(stderr: str, *needles: str) -> None:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("mavera: error: "), stderr
-    for needle in needles:
-        assert needle in lines[0], stderr
 
 
 def test_0_ok(server) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from mavera_cli.render.preview import NOT_YET, parse_partial
 from tests.chunking import bytewise, random_splits, whole
-from tests.conftest import FIXTURES, run_mavera
+from tests.conftest import FIXTURES, one_line_error, run_mavera
 from tests.pty_helpers import ERASE_LINE, HIDE_CURSOR, SHOW_CURSOR, PtyRun, strip_ansi
 from tests.scripted_server import DONE, Exchange, ScriptedServer, Wire, sse_event, text_stream
 
@@ -91,15 +91,6 @@ def schema_file(tmp_path: Path, schema: dict | None = None, name: str = "person.
 
 def json_args(server: ScriptedServer, *extra: str) -> list[str]:
     return ["json", "--base-url", server.base_url, "--retries", "0", *extra, "invent a person"]
-
-
-def one_line_error(stderr: str, *needles: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("mavera: error: "), stderr
-    for needle in needles:
-        assert needle in lines[0], stderr
-    return lines[0]
 
 
 # --- the final object ------------------------------------------------------------------------

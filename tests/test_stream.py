@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import select
 import subprocess
 import sys
 import threading
-import time
 
-from tests.conftest import mavera_env, run_mavera
+from tests.conftest import mavera_env, read_pipe_until, run_mavera
 from tests.scripted_server import text_stream
-
-
-def read_available(fd: int, timeout: float) -> bytes:
-    """What can be read from `fd` within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    data = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        piece = os.read(fd, 65536)
-        if not piece:
-            break
-        data += piece
-        if data.endswith(b"first "):
-            break
-    return data
 
 
 def test_delta_is_on_the_pipe_while_the_server_holds_the_next_event(server) -> None:
@@ -50,7 +30,7 @@ def test_delta_is_on_the_pipe_while_the_server_holds_the_next_event(server) -> N
         env=mavera_env(),
     )
     try:
-        early = read_available(proc.stdout.fileno(), timeout=10)
+        early = read_pipe_until(proc.stdout.fileno(), b"first ", timeout=10)
         assert early == b"first ", "the first delta did not reach the pipe before the next event"
         assert proc.poll() is None
         release.set()

@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import TEST_KEY, run_mavera
+from tests.conftest import TEST_KEY, read_pipe_until, run_mavera
 from tests.pty_helpers import ERASE_LINE, HIDE_CURSOR, SHOW_CURSOR, PtyRun, strip_ansi
 from tests.scripted_server import (
     DONE,
@@ -94,20 +93,6 @@ def test_spinner_on_a_tty_while_waiting_for_the_first_byte_then_erased(server, c
     # Nothing but spinner frames was drawn (the seconds appear once the wait grows long).
     frame = rf"[{SPINNER_FRAMES}] {re.escape(WAITING)}…(?: \d+s)?"
     assert re.fullmatch(rf"(?:{frame})+\n?", drawn), drawn
-
-
-def read_pipe_until(fd: int, wanted: bytes, timeout: float = 15) -> bytes:
-    data = b""
-    deadline = time.monotonic() + timeout
-    while wanted not in data and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        piece = os.read(fd, 65536)
-        if not piece:
-            break
-        data += piece
-    return data
 
 
 def test_spinner_stops_at_the_first_byte_not_at_the_end(server) -> None:

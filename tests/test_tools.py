@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.chunking import bytewise, random_splits, to_crlf, whole
-from tests.conftest import FIXTURES, TEST_KEY, mavera_env, run_mavera
+from tests.conftest import FIXTURES, TEST_KEY, mavera_env, one_line_error, run_mavera
 from tests.scripted_server import DONE, ScriptedServer, sse_event, text_stream
 
 WEATHER = {
@@ -171,14 +171,6 @@ def tools_args(server: ScriptedServer, functions: str) -> list[str]:
 
 def ndjson(stdout: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines()]
-
-
-def one_line_error(stderr: str, *needles: str) -> None:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("mavera: error: "), stderr
-    for needle in needles:
-        assert needle in lines[0], stderr
 
 
 # --- --functions, --tool-choice, --exec: checked before any request ---------------------------
