@@ -1,27 +1,23 @@
-"""The Typer app: commands, options and help. Turns flags into Settings and a job for the core.
+"""The Typer app: commands, their options and help. Each command reads its flags and names a job.
 
-Nothing here catches errors or talks HTTP; `entry.main()` is the boundary that reports them.
+Wiring lives in `invocation.py`, shared options in `typer_options.py`, renderer choice in
+`render/choose.py`; nothing here catches errors or talks HTTP, and `entry.main()` is the one
+boundary that reports failures (through the `Reporter` it hands every command as `ctx.obj`).
 (No `from __future__ import annotations` here: Typer would have to eval every annotation
 string at each start, which costs more than the whole command tree.)
 """
 
-import functools
-import inspect
-import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any
 
 import typer
 
 from mavera_cli import __version__
-from mavera_cli.config import Settings, resolve_settings
-from mavera_cli.errors import EXIT_CODE_MEANINGS, MaveraError, UsageError
-from mavera_cli.render.usage import UsageMeter, UsageTap
-from mavera_cli.terminal import Terminal
+from mavera_cli.errors import EXIT_CODE_MEANINGS
+from mavera_cli.options import DiagnosticOptions, RequestOptions
+from mavera_cli.reporting import Reporter
+from mavera_cli.typer_options import diagnostic_options, request_options
 
 
 def _exit_code_table() -> str:
@@ -46,442 +42,10 @@ app = typer.Typer(
 )
 
 
-@dataclass
-class Session:
-    """Per-invocation state the boundary needs after a failure: how to report it."""
+def _reporter(ctx: typer.Context) -> Reporter:
+    """The boundary's reporter for this run (entry.main passes it; tests may not)."""
+    return ctx.ensure_object(Reporter)
 
-    terminal: Terminal = field(default_factory=Terminal)
-
-
-SESSION = Session()
-
-
-# --- options shared by every request command -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RequestOptions:
-    """The flags `ask`, `stream`, `json` and `tools` share."""
-
-    # Defaults are "flag not given", so a command with fewer flags (personas) names only its own.
-    files: list[str] = field(default_factory=list)
-    base_url: str | None = None
-    persona: str | None = None
-    model: str | None = None
-    instructions: str | None = None
-    timeout: float | None = None
-    max_time: float | None = None
-    retries: int | None = None
-    save_raw: str | None = None
-    mock: bool = False
-    no_newline: bool = False
-    allow_insecure_http: bool = False
-    quiet: bool = False
-    verbose: bool = False
-    no_color: bool = False
-    usage: bool = False
-
-
-_REQUEST_PANEL = "Request options"
-_OUTPUT_PANEL = "Output options"
-
-_REQUEST_PARAMETERS: list[inspect.Parameter] = [
-    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
-    for name, annotation, default in [
-        (
-            "files",
-            Annotated[
-                list[str],
-                typer.Option(
-                    "-f",
-                    "--file",
-                    metavar="FILE",
-                    help="Add a file's text to the prompt (repeatable).",
-                    rich_help_panel=_REQUEST_PANEL,
-                ),
-            ],
-            [],
-        ),
-        (
-            "base_url",
-            Annotated[
-                str | None,
-                typer.Option(
-                    "--base-url",
-                    metavar="URL",
-                    help="API base URL [env MAVERA_BASE_URL; default https://app.mavera.io/api/v1].",
-                    rich_help_panel=_REQUEST_PANEL,
-                ),
-            ],
-            None,
-        ),
-        (
-            "persona",
-            Annotated[
-                str | None,
-                typer.Option(
-                    "-p",
-                    "--persona",
-                    metavar="ID",
-                    help="persona_id to answer as [env MAVERA_PERSONA_ID].",
-                    rich_help_panel=_REQUEST_PANEL,
-                ),
-            ],
-            None,
-        ),
-        (
-            "model",
-            Annotated[
-                str | None,
-                typer.Option(
-                    "-m",
-                    "--model",
-                    metavar="MODEL",
-                    help="Model [env MAVERA_MODEL; default mavera-1].",
-                    rich_help_panel=_REQUEST_PANEL,
-                ),
-            ],
-            None,
-        ),
-        (
-            "instructions",
-            Annotated[
-                str | None,
-                typer.Option(
-                    "-s",
-                    "--instructions",
-                    metavar="TEXT",
-                    help="System instructions, appended after the persona's prompt.",
-                    rich_help_panel=_REQUEST_PANEL,
-                ),
-            ],
-            None,
-        ),
-        (
-            "timeout",
-            Annotated[
-                float | None,
-                typer.Option(
-                    "--timeout",
-                    metavar="SECONDS",
-                    help="Give up after this long without a byte: connect, first byte, between "
-                    "events [env MAVERA_TIMEOUT; default 60].",
-                    rich_help_panel=_REQUEST_PANEL,
-                ),
-            ],
-            None,
-        ),
-        (
-            "max_time",
-            Annotated[
-                float | None,
-                typer.Option(
-                    "--max-time",
-                    metavar="SECONDS",
-                    help="Limit the whole request, retries included, like curl -m.",
-                    rich_help_panel=_REQUEST_PANEL,
-                ),
-            ],
-            None,
-        ),
-        (
-            "retries",
-            Annotated[
-                int | None,
-                typer.Option(
-                    "--retries",
-                    metavar="N",
-                    help="Retry 429, 5xx, connection failures and timeouts before any event "
-                    "arrived [env MAVERA_RETRIES; default 2].",
-                    rich_help_panel=_REQUEST_PANEL,
-                ),
-            ],
-            None,
-        ),
-        (
-            "save_raw",
-            Annotated[
-                str | None,
-                typer.Option(
-                    "--save-raw",
-                    metavar="FILE",
-                    help="Save the raw bytes received (replay them with `mavera replay`).",
-                    rich_help_panel=_OUTPUT_PANEL,
-                ),
-            ],
-            None,
-        ),
-        (
-            "mock",
-            Annotated[
-                bool,
-                typer.Option(
-                    "--mock",
-                    help="Use the built-in fake server (offline, no key needed).",
-                    rich_help_panel=_REQUEST_PANEL,
-                ),
-            ],
-            False,
-        ),
-        (
-            "no_newline",
-            Annotated[
-                bool,
-                typer.Option(
-                    "-n",
-                    "--no-newline",
-                    help="Do not end the text with a newline.",
-                    rich_help_panel=_OUTPUT_PANEL,
-                ),
-            ],
-            False,
-        ),
-        (
-            "allow_insecure_http",
-            Annotated[
-                bool,
-                typer.Option(
-                    "--allow-insecure-http",
-                    help="Allow sending the API key over plain http to a non-loopback host.",
-                    rich_help_panel=_REQUEST_PANEL,
-                ),
-            ],
-            False,
-        ),
-        (
-            "usage",
-            Annotated[
-                bool,
-                typer.Option(
-                    "--usage",
-                    help="At the end, print the tokens and credits used to stderr (not with -q).",
-                    rich_help_panel=_OUTPUT_PANEL,
-                ),
-            ],
-            False,
-        ),
-    ]
-]
-
-_DIAGNOSTIC_PARAMETERS: list[inspect.Parameter] = [
-    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=False)
-    for name, annotation in [
-        (
-            "quiet",
-            Annotated[
-                bool,
-                typer.Option(
-                    "-q", "--quiet", help="No messages on stderr.", rich_help_panel=_OUTPUT_PANEL
-                ),
-            ],
-        ),
-        (
-            "verbose",
-            Annotated[
-                bool,
-                typer.Option(
-                    "-v",
-                    "--verbose",
-                    help="Show request and response metadata on stderr (key redacted).",
-                    rich_help_panel=_OUTPUT_PANEL,
-                ),
-            ],
-        ),
-        (
-            "no_color",
-            Annotated[
-                bool,
-                typer.Option(
-                    "--no-color", help="No colour (also NO_COLOR).", rich_help_panel=_OUTPUT_PANEL
-                ),
-            ],
-        ),
-    ]
-]
-
-
-def _with_options(
-    parameters: list[inspect.Parameter], build: Callable[[dict[str, Any]], Any], target: str
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command a shared block of options, collected into one object named `target`."""
-    names = [parameter.name for parameter in parameters]
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        signature = inspect.signature(command, eval_str=True)
-        own = [p for p in signature.parameters.values() if p.name != target]
-
-        @functools.wraps(command)
-        def wrapper(**kwargs: Any) -> Any:
-            shared = {name: kwargs.pop(name) for name in names}
-            return command(**kwargs, **{target: build(shared)})
-
-        wrapper.__signature__ = signature.replace(parameters=own + parameters)  # type: ignore[attr-defined]
-        wrapper.__doc__ = _keep_examples_unwrapped(command.__doc__)
-        return wrapper
-
-    return decorate
-
-
-def _keep_examples_unwrapped(doc: str | None) -> str | None:
-    """Put the lines under "Examples:" in one Click `\\b` block: one unwrapped line each."""
-    head, heading, tail = (doc or "").partition("Examples:")
-    examples = [line for line in tail.splitlines() if line.strip()]
-    if not heading or not examples or examples[0].strip() == "\b":
-        return doc
-    indent = head.rsplit("\n", 1)[-1]  # the heading's own indentation
-    return f"{head}Examples:\n\n{indent}\b\n" + "\n".join(examples) + "\n"
-
-
-request_options = _with_options(
-    _REQUEST_PARAMETERS + _DIAGNOSTIC_PARAMETERS, lambda values: RequestOptions(**values), "opts"
-)
-
-
-@dataclass(frozen=True)
-class DiagnosticOptions:
-    quiet: bool
-    verbose: bool
-    no_color: bool
-
-
-diagnostic_options = _with_options(
-    _DIAGNOSTIC_PARAMETERS, lambda values: DiagnosticOptions(**values), "diag"
-)
-
-
-# --- wiring ---------------------------------------------------------------------------------
-
-
-def _environ() -> dict[str, str]:
-    return dict(os.environ)
-
-
-def _stdout() -> BinaryIO:
-    return sys.stdout.buffer
-
-
-def _open_terminal(diag: RequestOptions | DiagnosticOptions, secret: str | None) -> Terminal:
-    terminal = Terminal(
-        quiet=diag.quiet, verbose=diag.verbose, no_color=diag.no_color, secret=secret
-    )
-    SESSION.terminal = terminal
-    return terminal
-
-
-@dataclass
-class RequestContext:
-    """Everything a request command needs once flags, environment and prompt are resolved."""
-
-    settings: Settings
-    terminal: Terminal
-    opts: RequestOptions
-    usage: UsageMeter = field(default_factory=UsageMeter)
-
-
-@contextmanager
-def request_context(opts: RequestOptions) -> Iterator[RequestContext]:
-    """Resolve settings (starting the built-in fake server for --mock) and open the terminal."""
-    environ = _environ()
-    flags = {
-        "base_url": opts.base_url,
-        "persona": opts.persona,
-        "model": opts.model,
-        "instructions": opts.instructions,
-        "timeout": opts.timeout,
-        "max_time": opts.max_time,
-        "retries": opts.retries,
-        "allow_insecure_http": opts.allow_insecure_http,
-    }
-    # The terminal exists before settings resolve, so even a bad config is reported properly.
-    terminal = _open_terminal(opts, environ.get("MAVERA_API_KEY"))
-    settings = resolve_settings(flags, environ)
-    terminal.mask(settings.api_key)
-    for warning in settings.warnings:
-        terminal.warn(warning)
-    with ExitStack() as stack:
-        if opts.mock:
-            from mavera_cli.mock import MockServer
-
-            server = stack.enter_context(MockServer())
-            settings = replace(settings, base_url=server.base_url, api_key=None)
-        else:
-            settings.require_key()
-            settings.check_transport()
-        ctx = RequestContext(settings, terminal, opts)
-        try:
-            yield ctx
-        finally:
-            # Also after a failure: a failed or incomplete response may still have cost credits.
-            summary = ctx.usage.summary() if opts.usage else None
-            if summary is not None:
-                terminal.info(summary)
-
-
-def _read_prompt(words: list[str], opts: RequestOptions) -> str:
-    from mavera_cli.prompt import assemble_prompt
-
-    stdin = sys.stdin
-    stream = stdin.buffer if stdin is not None else None
-    try:
-        is_tty = stdin is not None and stdin.isatty()
-    except ValueError:
-        is_tty = False
-    return assemble_prompt(words, opts.files, stream, is_tty)
-
-
-def _announce_retry(terminal: Terminal) -> Callable[[MaveraError, float, int], None]:
-    def announce(error: MaveraError, wait: float, attempt: int) -> None:
-        terminal.info(f"{error.message}; retry {attempt} in {wait:.1f}s")
-
-    return announce
-
-
-@contextmanager
-def _reporting(renderer: Any) -> Iterator[None]:
-    """Make sure a failure before the stream started still reaches an NDJSON reader."""
-    try:
-        yield
-    except MaveraError as error:
-        if not error.reported:
-            error.reported = True
-            renderer.fail(error, None)
-        raise
-
-
-def _run_streaming(
-    ctx: RequestContext,
-    payload: dict[str, Any],
-    renderer: Any,
-) -> Any:
-    from mavera_cli.capture import CaptureWriter
-    from mavera_cli.client import MaveraClient
-    from mavera_cli.core import run_stream, time_limit
-
-    settings, terminal = ctx.settings, ctx.terminal
-    capture = CaptureWriter(ctx.opts.save_raw, settings.api_key) if ctx.opts.save_raw else None
-    debug = terminal.debug if terminal.verbose else None
-    if ctx.opts.usage:
-        renderer = UsageTap(renderer, ctx.usage)
-    # The spinner runs until the first byte arrives, and never outlives this call.
-    spinner = terminal.spinner(_waiting_message(settings))
-    with time_limit(settings.max_time), MaveraClient(settings, debug) as client, spinner:
-        return run_stream(
-            lambda: client.open_stream(payload),
-            renderer,
-            retries=settings.retries,
-            capture=capture,
-            on_retry=_announce_retry(terminal),
-            on_first_chunk=spinner.stop,
-        )
-
-
-def _waiting_message(settings: Settings) -> str:
-    from urllib.parse import urlsplit
-
-    return f"waiting for {urlsplit(settings.base_url).hostname or settings.base_url}…"
-
-
-# --- commands -------------------------------------------------------------------------------
 
 PromptWords = Annotated[
     list[str] | None,
@@ -493,9 +57,13 @@ PromptWords = Annotated[
 ]
 
 
+# --- request commands ------------------------------------------------------------------------
+
+
 @app.command()
 @request_options
 def stream(
+    ctx: typer.Context,
     words: PromptWords = None,
     events: Annotated[
         bool,
@@ -513,27 +81,24 @@ def stream(
       cat notes.md | mavera stream -p "$PERSONA" "summarise this"
       mavera stream --events "hi" | jq -c 'select(.type=="response.completed") | .response.usage'
     """
+    from mavera_cli.invocation import invocation
     from mavera_cli.payload import build_payload
-    from mavera_cli.render import OutputSink
-    from mavera_cli.render.ndjson import NdjsonRenderer
-    from mavera_cli.render.text import TextRenderer
+    from mavera_cli.render.choose import OutputMode, renderer_for
 
-    renderer: Any
-    sink = OutputSink(_stdout())
-    if events:
-        renderer = NdjsonRenderer(sink)
-    else:
-        renderer = TextRenderer(sink, final_newline=not opts.no_newline)
-    with _reporting(renderer), request_context(opts) as ctx:
-        sink.mask(ctx.settings.api_key)
-        prompt = _read_prompt(words or [], opts)
-        payload = build_payload(ctx.settings, prompt, stream=True)
-        _run_streaming(ctx, payload, renderer)
+    with invocation(_reporter(ctx), opts, ndjson=events) as inv:
+        mode = OutputMode.events if events else OutputMode.text
+        renderer = inv.show(
+            renderer_for(mode, inv.sink, inv.terminal, final_newline=not opts.no_newline)
+        )
+        prompt = inv.read_prompt(words or [])
+        with inv.connect() as api:
+            api.stream(build_payload(api.settings, prompt, stream=True), renderer)
 
 
 @app.command()
 @request_options
 def ask(
+    ctx: typer.Context,
     words: PromptWords = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the whole response object as JSON.")
@@ -550,35 +115,17 @@ def ask(
       mavera ask -f report.md "list the three biggest risks"
       mavera ask --json "hi" | jq .usage
     """
-    import orjson
-
-    from mavera_cli.client import MaveraClient
-    from mavera_cli.core import call_with_retries, time_limit
-    from mavera_cli.events import response_outcome_error, response_text
+    from mavera_cli.events import response_outcome_error
+    from mavera_cli.invocation import invocation
     from mavera_cli.payload import build_payload
-    from mavera_cli.render import OutputSink
+    from mavera_cli.render.response import write_response
 
-    with request_context(opts) as ctx:
-        settings, terminal = ctx.settings, ctx.terminal
-        prompt = _read_prompt(words or [], opts)
-        payload = build_payload(settings, prompt, stream=False)
-        debug = terminal.debug if terminal.verbose else None
-        spinner = terminal.spinner(_waiting_message(settings))
-        with time_limit(settings.max_time), MaveraClient(settings, debug) as client, spinner:
-            response = call_with_retries(
-                lambda: client.create_response(payload),
-                retries=settings.retries,
-                on_retry=_announce_retry(terminal),
-            )
-        if isinstance(response, dict):
-            ctx.usage.add(response)
-        sink = OutputSink(_stdout(), settings.api_key)
-        if json_output:
-            sink.write(orjson.dumps(response, option=orjson.OPT_APPEND_NEWLINE))
-        else:
-            text = response_text(response)
-            if text:
-                sink.write(text.encode() + (b"" if opts.no_newline else b"\n"))
+    with invocation(_reporter(ctx), opts) as inv:
+        prompt = inv.read_prompt(words or [])
+        with inv.connect() as api:
+            payload = build_payload(api.settings, prompt, stream=False)
+            response = api.create(payload)
+        write_response(response, inv.sink, as_json=json_output, final_newline=not opts.no_newline)
         error = response_outcome_error(response)
         if error is not None:
             raise error
@@ -590,31 +137,10 @@ class ReplayMode(StrEnum):
     tools = "tools"
 
 
-def _replay_renderer(
-    mode: ReplayMode, sink: Any, events: bool, no_newline: bool, terminal: Terminal
-) -> Any:
-    """The renderer `replay --as MODE` uses: the same one the live command would."""
-    from mavera_cli.render.ndjson import NdjsonRenderer
-    from mavera_cli.render.text import TextRenderer
-
-    if events:
-        return NdjsonRenderer(sink)
-    if mode is ReplayMode.json:
-        from mavera_cli.render.preview import JsonRenderer
-
-        return JsonRenderer(sink, terminal, pretty=_stdout().isatty(), final_newline=not no_newline)
-    if mode is ReplayMode.tools:
-        from mavera_cli.render.calls import CallsRenderer
-
-        return CallsRenderer(sink, terminal)
-    if mode is not ReplayMode.stream:
-        raise UsageError(f"replay --as {mode.value} is not available yet")
-    return TextRenderer(sink, final_newline=not no_newline)
-
-
 @app.command()
 @diagnostic_options
 def replay(
+    ctx: typer.Context,
     path: Annotated[str, typer.Argument(metavar="FILE", help="A raw SSE capture; `-` is stdin.")],
     events: Annotated[bool, typer.Option("--events", help="Write every event as NDJSON.")] = False,
     mode: Annotated[
@@ -638,18 +164,28 @@ def replay(
     """
     from mavera_cli.capture import replay_chunks
     from mavera_cli.core import run_stream
+    from mavera_cli.invocation import open_terminal, standard_streams
     from mavera_cli.render import OutputSink
+    from mavera_cli.render.choose import OutputMode, renderer_for
 
-    terminal = _open_terminal(diag, None)
-    sink = OutputSink(_stdout())
-    renderer = _replay_renderer(mode, sink, events, no_newline, terminal)
-    with _reporting(renderer):
-        run_stream(lambda: replay_chunks(path), renderer)
+    reporter = _reporter(ctx)
+    stdout, _, _ = standard_streams()
+    if events:
+        reporter.ndjson_stdout = stdout
+    terminal = open_terminal(reporter, diag, None)
+    modes = {ReplayMode.json: OutputMode.json, ReplayMode.tools: OutputMode.calls}
+    output = OutputMode.events if events else modes.get(mode, OutputMode.text)
+    renderer = renderer_for(
+        output, OutputSink(stdout), terminal, final_newline=not no_newline, pretty=stdout.isatty()
+    )
+    reporter.renderer = renderer
+    run_stream(lambda: replay_chunks(path), renderer)
 
 
 @app.command("json")
 @request_options
 def json_command(
+    ctx: typer.Context,
     words: PromptWords = None,
     schema: Annotated[
         str | None,
@@ -714,51 +250,10 @@ def json_command(
 
       mavera json --partial --schema plan.json "plan my week" | jq -c .days
     """
-    from mavera_cli.payload import build_payload
-    from mavera_cli.render import OutputSink
-    from mavera_cli.render.ndjson import NdjsonRenderer
-    from mavera_cli.render.preview import JsonRenderer
-    from mavera_cli.schema import JSON_OBJECT_FORMAT, load_schema
+    from mavera_cli.structured import JsonRequest, run_json
 
-    stdout = _stdout()
-    sink = OutputSink(stdout)
-    renderer: Any
-    json_renderer: JsonRenderer | None = None
-    if events:
-        renderer = NdjsonRenderer(sink)
-    else:
-        renderer = json_renderer = JsonRenderer(
-            sink,
-            pretty=stdout.isatty() if pretty is None else pretty,
-            partial=partial,
-            final_newline=not opts.no_newline,
-        )
-    with _reporting(renderer):
-        _open_terminal(opts, None)  # -q and --no-color hold for the flag checks below too
-        if events and (partial or pretty is not None):
-            raise UsageError("--events writes raw events: leave out --partial/--pretty/--compact")
-        if partial and pretty:
-            raise UsageError("--partial writes NDJSON, one compact line per object: drop --pretty")
-        if schema is None and schema_name is not None:
-            raise UsageError("--schema-name needs --schema")
-        loaded = load_schema(schema, schema_name) if schema is not None else None
-        if loaded is not None:
-            text_format = loaded.text_format(strict)
-            if json_renderer is not None:
-                json_renderer.schema = loaded.document
-        else:
-            text_format = dict(JSON_OBJECT_FORMAT)
-        with request_context(opts) as ctx:
-            sink.mask(ctx.settings.api_key)
-            if json_renderer is not None:
-                json_renderer.use_terminal(ctx.terminal)
-            prompt = _read_prompt(words or [], opts)
-            payload = build_payload(ctx.settings, prompt, stream=True, text_format=text_format)
-            try:
-                _run_streaming(ctx, payload, renderer)
-            finally:
-                if json_renderer is not None:
-                    json_renderer.close()  # Ctrl-C or a closed pipe: the preview goes too
+    request = JsonRequest(schema, schema_name, strict, pretty, partial, events)
+    run_json(_reporter(ctx), opts, words or [], request)
 
 
 # --- tools command ---
@@ -772,6 +267,7 @@ class ToolErrors(StrEnum):
 @app.command("tools")
 @request_options
 def tools_command(
+    ctx: typer.Context,
     words: PromptWords = None,
     *,
     functions: Annotated[
@@ -847,57 +343,18 @@ def tools_command(
 
       mavera tools --functions f.json --exec lookup='python3 lookup.py' --tool-errors send "Ada?"
     """
-    from mavera_cli import tools as tooling
-    from mavera_cli.payload import build_payload
-    from mavera_cli.render import OutputSink
-    from mavera_cli.render.calls import CallsRenderer, ToolRoundRenderer
-    from mavera_cli.render.ndjson import NdjsonRenderer
-    from mavera_cli.render.text import TextRenderer
+    from mavera_cli.toolrun import ToolRequest, run_tools
 
-    sink = OutputSink(_stdout())
-    renderer: Any
-    if events:
-        renderer = ToolRoundRenderer(NdjsonRenderer(sink))
-    elif exec_specs:
-        renderer = ToolRoundRenderer(TextRenderer(sink, final_newline=not opts.no_newline))
-    else:
-        renderer = CallsRenderer(sink)
-    with _reporting(renderer):
-        # Everything about the tools is checked before a request is made.
-        definitions = tooling.load_functions(functions)
-        names = tooling.function_names(definitions)
-        choice = tooling.parse_tool_choice(tool_choice, names)
-        environ = _environ()
-        commands = tooling.parse_exec(exec_specs or [], names, environ.get("PATH"))
-        with request_context(opts) as ctx:
-            sink.mask(ctx.settings.api_key)
-            renderer.show_progress_on(ctx.terminal)
-            executor = tooling.ToolExecutor(
-                commands,
-                environ,
-                timeout=tool_timeout,
-                send_errors=tool_errors is ToolErrors.send,
-                warn=ctx.terminal.warn,
-                debug=ctx.terminal.debug,
-            )
-            prompt = _read_prompt(words or [], opts)
-
-            def send_round(
-                input: str | list[dict[str, Any]], round_choice: str | dict[str, Any] | None
-            ) -> tooling.RoundResult:
-                payload = build_payload(
-                    ctx.settings, input, stream=True, tools=definitions, tool_choice=round_choice
-                )
-                accumulator = _run_streaming(ctx, payload, renderer)
-                text = renderer.take_text() if isinstance(renderer, ToolRoundRenderer) else ""
-                return tooling.RoundResult(list(accumulator.calls.values()), text)
-
-            if commands:
-                tooling.run_tool_loop(
-                    prompt, send_round, executor, max_rounds=max_rounds, tool_choice=choice
-                )
-            else:
-                tooling.check_arguments(send_round(prompt, choice).calls)
+    request = ToolRequest(
+        functions,
+        tool_choice,
+        exec_specs or [],
+        tool_timeout,
+        max_rounds,
+        send_errors=tool_errors is ToolErrors.send,
+        events=events,
+    )
+    run_tools(_reporter(ctx), opts, words or [], request)
 
 
 # --- completion and config commands ---
@@ -918,6 +375,7 @@ class Shell(StrEnum):
 
 @app.command()
 def completion(
+    ctx: typer.Context,
     shell: Annotated[Shell, typer.Argument(metavar="SHELL", help="bash, zsh or fish.")],
 ) -> None:
     """Print the TAB-completion script for bash, zsh or fish.
@@ -932,9 +390,11 @@ def completion(
       mavera completion fish > ~/.config/fish/completions/mavera.fish
     """
     from mavera_cli.completion import script
+    from mavera_cli.invocation import standard_streams
     from mavera_cli.render import OutputSink
 
-    OutputSink(_stdout()).write(script(shell.value, command_spec()).encode())
+    stdout, _, _ = standard_streams()
+    OutputSink(stdout).write(script(shell.value, command_spec()).encode())
 
 
 config_app = typer.Typer(
@@ -950,6 +410,7 @@ app.add_typer(config_app, name="config")
 @config_app.command("show")
 @diagnostic_options
 def config_show(
+    ctx: typer.Context,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object: {name: {value, source}}.")
     ] = False,
@@ -969,51 +430,19 @@ def config_show(
       MAVERA_MODEL=mavera-1 mavera config show
       mavera config show --json | jq -r .base_url.source
     """
-    import orjson
+    from mavera_cli.invocation import invocation
+    from mavera_cli.render.settings import settings_rows, write_settings
 
-    from mavera_cli.config import config_path, config_path_origin, masked, setting_sources
-    from mavera_cli.render import OutputSink
-
-    environ = _environ()
-    terminal = _open_terminal(diag, environ.get("MAVERA_API_KEY"))
-    settings = resolve_settings({}, environ)
-    terminal.mask(settings.api_key)
-    for warning in settings.warnings:
-        terminal.warn(warning)
-    path = config_path(environ)
-    rows: dict[str, dict[str, Any]] = {
-        "config_file": {
-            "value": str(path),
-            "source": config_path_origin(environ),
-            "exists": path.is_file(),
-        }
-    }
-    for source in setting_sources():
-        value = getattr(settings, source.name)
-        if source.name == "api_key":
-            value = masked(value) if value else None
-        rows[source.name] = {"value": value, "source": settings.origins[source.name]}
-    sink = OutputSink(_stdout(), settings.api_key)
-    if json_output:
-        sink.write(orjson.dumps(rows, option=orjson.OPT_APPEND_NEWLINE))
-        return
-    table = []
-    for name, row in rows.items():
-        value = row["value"]
-        shown = "(not set)" if value is None else value
-        if isinstance(value, float):
-            shown = f"{value:g}"
-        if name == "config_file" and not row["exists"]:
-            shown = f"{shown} (not found)"
-        table.append((name, str(shown), row["source"]))
-    widths = [max(len(cells[column]) for cells in table) for column in (0, 1)]
-    lines = [f"{n:<{widths[0]}}  {v:<{widths[1]}}  {source}" for n, v, source in table]
-    sink.write(("\n".join(lines) + "\n").encode())
+    opts = RequestOptions(quiet=diag.quiet, verbose=diag.verbose, no_color=diag.no_color)
+    with invocation(_reporter(ctx), opts) as inv:
+        rows = settings_rows(inv.settings, inv.environ)
+        write_settings(rows, inv.sink, as_json=json_output)
 
 
 @app.command()
 @diagnostic_options
 def personas(
+    ctx: typer.Context,
     json_lines: Annotated[
         bool, typer.Option("--json", help="One JSON object per line (the default when piped).")
     ] = False,
@@ -1033,9 +462,7 @@ def personas(
       mavera personas
       mavera personas --json | jq -r 'select(.category=="Generational") | .id'
     """
-    from mavera_cli.client import MaveraClient
-    from mavera_cli.core import call_with_retries
-    from mavera_cli.render import OutputSink
+    from mavera_cli.invocation import invocation
     from mavera_cli.render.table import render_personas
 
     opts = RequestOptions(
@@ -1045,17 +472,11 @@ def personas(
         verbose=diag.verbose,
         no_color=diag.no_color,
     )
-    with request_context(opts) as ctx:
-        debug = ctx.terminal.debug if ctx.terminal.verbose else None
-        spinner = ctx.terminal.spinner(_waiting_message(ctx.settings))
-        with MaveraClient(ctx.settings, debug) as client, spinner:
-            items = call_with_retries(
-                client.list_personas,
-                retries=ctx.settings.retries,
-                on_retry=_announce_retry(ctx.terminal),
-            )
-    stdout = _stdout()
-    render_personas(items, OutputSink(stdout), as_table=not json_lines and stdout.isatty())
+    with invocation(_reporter(ctx), opts) as inv:
+        with inv.connect() as api:
+            items = api.call(api.client.list_personas)
+        as_table = not json_lines and inv.stdout.isatty()
+        render_personas(items, inv.sink, as_table=as_table)
 
 
 @app.command()

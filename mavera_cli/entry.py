@@ -41,13 +41,16 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _run(args: list[str]) -> int:
-    from mavera_cli import cli
+    from mavera_cli.reporting import Reporter
 
+    reporter = Reporter()
     try:
         import typer
 
+        from mavera_cli import cli
+
         try:
-            result = cli.app(args=args, prog_name="mavera", standalone_mode=False)
+            result = cli.app(args=args, prog_name="mavera", standalone_mode=False, obj=reporter)
         except typer.TyperException as exc:  # Click's usage errors (bad flag, missing value)
             show = getattr(exc, "show", None)
             if show is not None:
@@ -60,8 +63,8 @@ def _run(args: list[str]) -> int:
         _flush_stdout()
         return int(result) if isinstance(result, int) else 0
     except MaveraError as error:
+        reporter.report(error)
         _flush_stdout()
-        cli.SESSION.terminal.error(error.message)
         return int(error.exit_code)
     except KeyboardInterrupt:
         _flush_stdout()
@@ -73,7 +76,7 @@ def _run(args: list[str]) -> int:
         return _broken_pipe()
     except Exception as exc:  # the one broad catch: a bug must still end with one line
         _flush_stdout()
-        cli.SESSION.terminal.error(
+        reporter.error(
             f"internal error ({type(exc).__name__}: {exc}); this is a bug in mavera "
             f"{__version__}, please report it with the command you ran"
         )

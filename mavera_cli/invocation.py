@@ -1,0 +1,182 @@
+"""Per-invocation wiring: flags and environment → settings → terminal and stdout → client → core.
+
+Each thing is built once, after the facts it needs: settings (and so the key) first, then the
+terminal and the stdout sink that mask it, then, once the prompt is read, the connection
+(the built-in fake server for --mock, the --max-time budget, the HTTP client). Commands in
+`cli.py` only name what they want; nothing here parses flags or catches errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import urlsplit
+
+from mavera_cli.client import MaveraClient
+from mavera_cli.config import Settings, resolve_settings
+from mavera_cli.core import call_with_retries, run_stream, time_limit
+from mavera_cli.errors import MaveraError
+from mavera_cli.events import ResponseAccumulator
+from mavera_cli.options import DiagnosticOptions, RequestOptions
+from mavera_cli.render import OutputSink, Renderer
+from mavera_cli.render.usage import UsageMeter, UsageTap
+from mavera_cli.reporting import Reporter
+from mavera_cli.terminal import Terminal
+
+T = TypeVar("T")
+
+
+def standard_streams() -> tuple[BinaryIO, BinaryIO | None, bool]:
+    """Binary stdout, binary stdin (None when closed) and whether stdin is a terminal."""
+    stdin = sys.stdin
+    try:
+        stdin_is_tty = stdin is not None and stdin.isatty()
+    except ValueError:
+        stdin_is_tty = False
+    return sys.stdout.buffer, (stdin.buffer if stdin is not None else None), stdin_is_tty
+
+
+@dataclass
+class Invocation:
+    """One command's resolved world: settings, the terminal (stderr) and the stdout sink."""
+
+    settings: Settings
+    terminal: Terminal
+    sink: OutputSink
+    stdout: BinaryIO
+    reporter: Reporter
+    opts: RequestOptions = field(default_factory=RequestOptions)
+    environ: dict[str, str] = field(default_factory=dict)
+    usage: UsageMeter = field(default_factory=UsageMeter)
+
+    def show(self, renderer: Renderer) -> Renderer:
+        """Make `renderer` the product's; the boundary tells it of any failure from now on."""
+        self.reporter.renderer = renderer
+        return renderer
+
+    def read_prompt(self, words: Sequence[str]) -> str:
+        """The prompt from piped stdin, -f files and words (a usage error when there is none)."""
+        from mavera_cli.prompt import assemble_prompt
+
+        _, stdin, stdin_is_tty = standard_streams()
+        return assemble_prompt(words, self.opts.files, stdin, stdin_is_tty)
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """The API to talk to, for the rest of the command: --max-time bounds all of it."""
+        settings = self.settings
+        with ExitStack() as stack:
+            if self.opts.mock:
+                from mavera_cli.mock import MockServer
+
+                server = stack.enter_context(MockServer())
+                settings = replace(settings, base_url=server.base_url, api_key=None)
+            else:
+                settings.require_key()
+                settings.check_transport()
+            stack.enter_context(time_limit(settings.max_time))
+            debug = self.terminal.debug if self.terminal.verbose else None
+            client = stack.enter_context(MaveraClient(settings, debug))
+            yield Connection(self, settings, client)
+
+    def close(self) -> None:
+        # Also after a failure: a failed or incomplete response may still have cost credits.
+        summary = self.usage.summary() if self.opts.usage else None
+        if summary is not None:
+            self.terminal.info(summary)
+
+
+@dataclass
+class Connection:
+    """Requests through one client, each with the spinner, retries and --usage wired in."""
+
+    invocation: Invocation
+    settings: Settings
+    client: MaveraClient
+
+    def stream(self, payload: dict[str, Any], renderer: Renderer) -> ResponseAccumulator:
+        """Stream one response through `renderer` (the one streaming core)."""
+        from mavera_cli.capture import CaptureWriter
+
+        inv = self.invocation
+        save_raw = inv.opts.save_raw
+        capture = CaptureWriter(save_raw, inv.settings.api_key) if save_raw else None
+        if inv.opts.usage:
+            renderer = UsageTap(renderer, inv.usage)
+        # The spinner runs until the first byte arrives, and never outlives this call.
+        with self.spinner() as spinner:
+            return run_stream(
+                lambda: self.client.open_stream(payload),
+                renderer,
+                retries=self.settings.retries,
+                capture=capture,
+                on_retry=announce_retry(inv.terminal),
+                on_first_chunk=spinner.stop,
+            )
+
+    def create(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """One non-streamed response (`ask`), counted for --usage."""
+        response = self.call(lambda: self.client.create_response(payload))
+        self.invocation.usage.add(response)
+        return response
+
+    def call(self, request: Callable[[], T]) -> T:
+        """A non-streaming request, retried like any other, with the spinner while it waits."""
+        with self.spinner():
+            return call_with_retries(
+                request,
+                retries=self.settings.retries,
+                on_retry=announce_retry(self.invocation.terminal),
+            )
+
+    def spinner(self) -> Any:
+        host = urlsplit(self.settings.base_url).hostname or self.settings.base_url
+        return self.invocation.terminal.spinner(f"waiting for {host}…")
+
+
+def announce_retry(terminal: Terminal) -> Callable[[MaveraError, float, int], None]:
+    def announce(error: MaveraError, wait: float, attempt: int) -> None:
+        terminal.info(f"{error.message}; retry {attempt} in {wait:.1f}s")
+
+    return announce
+
+
+@contextmanager
+def invocation(
+    reporter: Reporter, opts: RequestOptions, *, ndjson: bool = False
+) -> Iterator[Invocation]:
+    """Resolve settings, then build the terminal and the stdout sink once, with the key known.
+
+    `ndjson`: the command writes NDJSON, so a failure before its renderer exists still ends
+    stdout with a `mavera.error` line.
+    """
+    stdout, _, _ = standard_streams()
+    reporter.use(opts)
+    if ndjson:
+        reporter.ndjson_stdout = stdout
+    environ = dict(os.environ)
+    settings = resolve_settings(opts.setting_flags(), environ)
+    terminal = open_terminal(reporter, opts, settings.api_key)
+    for warning in settings.warnings:
+        terminal.warn(warning)
+    inv = Invocation(
+        settings, terminal, OutputSink(stdout, settings.api_key), stdout, reporter, opts, environ
+    )
+    try:
+        yield inv
+    finally:
+        inv.close()
+
+
+def open_terminal(reporter: Reporter, diag: DiagnosticOptions, secret: str | None) -> Terminal:
+    """The stderr terminal for this command, also the one its failure is reported on."""
+    reporter.use(diag)
+    terminal = Terminal(
+        quiet=diag.quiet, verbose=diag.verbose, no_color=diag.no_color, secret=secret
+    )
+    reporter.terminal = terminal
+    return terminal

@@ -1,0 +1,49 @@
+"""What the shared flags mean, as plain frozen objects (no Typer here: the core may read them).
+
+`typer_options.py` declares the flags themselves; a command receives them as one of these.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DiagnosticOptions:
+    """What goes to stderr: nothing (-q), more (-v), and whether in colour."""
+
+    quiet: bool = False
+    verbose: bool = False
+    no_color: bool = False
+
+
+@dataclass(frozen=True)
+class RequestOptions(DiagnosticOptions):
+    """The flags `ask`, `stream`, `json` and `tools` share."""
+
+    # Defaults are "flag not given", so a command with fewer flags (personas) names only its own.
+    files: list[str] = field(default_factory=list)
+    base_url: str | None = None
+    persona: str | None = None
+    model: str | None = None
+    instructions: str | None = None
+    timeout: float | None = None
+    max_time: float | None = None
+    retries: int | None = None
+    save_raw: str | None = None
+    mock: bool = False
+    no_newline: bool = False
+    allow_insecure_http: bool = False
+    usage: bool = False
+
+    def setting_flags(self) -> dict[str, Any]:
+        """The flags that take part in settings resolution (flag > env > config > default)."""
+        return {
+            "base_url": self.base_url,
+            "persona": self.persona,
+            "model": self.model,
+            "instructions": self.instructions,
+            "timeout": self.timeout,
+            "max_time": self.max_time,
+            "retries": self.retries,
+            "allow_insecure_http": self.allow_insecure_http,
+        }

@@ -1,0 +1,215 @@
+"""The option blocks commands share: declared once here, collected into one frozen object.
+
+A command decorated with `@request_options` gets every flag `ask`, `stream`, `json` and
+`tools` have in common as one `options.RequestOptions` argument named `opts`;
+`@diagnostic_options` gives `-q/-v/--no-color` as `diag`. Adding a shared flag means adding
+one row below and one field to the dataclass.
+(No `from __future__ import annotations`: Typer reads these annotations at every start.)
+"""
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from mavera_cli.options import DiagnosticOptions, RequestOptions
+
+REQUEST_PANEL = "Request options"
+OUTPUT_PANEL = "Output options"
+
+
+def _option(
+    name: str,
+    kind: Any,
+    default: Any,
+    *flags: str,
+    help: str,
+    panel: str,
+    metavar: str | None = None,
+) -> inspect.Parameter:
+    option = typer.Option(*flags, metavar=metavar, help=help, rich_help_panel=panel)
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[kind, option], default=default
+    )
+
+
+_DIAGNOSTIC_PARAMETERS = [
+    _option(
+        "quiet", bool, False, "-q", "--quiet", help="No messages on stderr.", panel=OUTPUT_PANEL
+    ),
+    _option(
+        "verbose",
+        bool,
+        False,
+        "-v",
+        "--verbose",
+        help="Show request and response metadata on stderr (key redacted).",
+        panel=OUTPUT_PANEL,
+    ),
+    _option(
+        "no_color", bool, False, "--no-color", help="No colour (also NO_COLOR).", panel=OUTPUT_PANEL
+    ),
+]
+
+_REQUEST_PARAMETERS = [
+    _option(
+        "files",
+        list[str],
+        [],
+        "-f",
+        "--file",
+        metavar="FILE",
+        help="Add a file's text to the prompt (repeatable).",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "base_url",
+        str | None,
+        None,
+        "--base-url",
+        metavar="URL",
+        help="API base URL [env MAVERA_BASE_URL; default https://app.mavera.io/api/v1].",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "persona",
+        str | None,
+        None,
+        "-p",
+        "--persona",
+        metavar="ID",
+        help="persona_id to answer as [env MAVERA_PERSONA_ID].",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "model",
+        str | None,
+        None,
+        "-m",
+        "--model",
+        metavar="MODEL",
+        help="Model [env MAVERA_MODEL; default mavera-1].",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "instructions",
+        str | None,
+        None,
+        "-s",
+        "--instructions",
+        metavar="TEXT",
+        help="System instructions, appended after the persona's prompt.",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "timeout",
+        float | None,
+        None,
+        "--timeout",
+        metavar="SECONDS",
+        help="Give up after this long without a byte: connect, first byte, between "
+        "events [env MAVERA_TIMEOUT; default 60].",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "max_time",
+        float | None,
+        None,
+        "--max-time",
+        metavar="SECONDS",
+        help="Limit the whole request, retries included, like curl -m.",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "retries",
+        int | None,
+        None,
+        "--retries",
+        metavar="N",
+        help="Retry 429, 5xx, connection failures and timeouts before any event "
+        "arrived [env MAVERA_RETRIES; default 2].",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "save_raw",
+        str | None,
+        None,
+        "--save-raw",
+        metavar="FILE",
+        help="Save the raw bytes received (replay them with `mavera replay`).",
+        panel=OUTPUT_PANEL,
+    ),
+    _option(
+        "mock",
+        bool,
+        False,
+        "--mock",
+        help="Use the built-in fake server (offline, no key needed).",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "no_newline",
+        bool,
+        False,
+        "-n",
+        "--no-newline",
+        help="Do not end the text with a newline.",
+        panel=OUTPUT_PANEL,
+    ),
+    _option(
+        "allow_insecure_http",
+        bool,
+        False,
+        "--allow-insecure-http",
+        help="Allow sending the API key over plain http to a non-loopback host.",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "usage",
+        bool,
+        False,
+        "--usage",
+        help="At the end, print the tokens and credits used to stderr (not with -q).",
+        panel=OUTPUT_PANEL,
+    ),
+]
+
+
+def _with_options(
+    parameters: list[inspect.Parameter], build: Callable[..., Any], target: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command a shared block of options, collected into one object named `target`."""
+    names = [parameter.name for parameter in parameters]
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != target]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            shared = {name: kwargs.pop(name) for name in names}
+            return command(**kwargs, **{target: build(**shared)})
+
+        wrapper.__signature__ = signature.replace(parameters=own + parameters)  # type: ignore[attr-defined]
+        wrapper.__doc__ = keep_examples_unwrapped(command.__doc__)
+        return wrapper
+
+    return decorate
+
+
+def keep_examples_unwrapped(doc: str | None) -> str | None:
+    """Put the lines under "Examples:" in one Click `\\b` block: one unwrapped line each."""
+    head, heading, tail = (doc or "").partition("Examples:")
+    examples = [line for line in tail.splitlines() if line.strip()]
+    if not heading or not examples or examples[0].strip() == "\b":
+        return doc
+    indent = head.rsplit("\n", 1)[-1]  # the heading's own indentation
+    return f"{head}Examples:\n\n{indent}\b\n" + "\n".join(examples) + "\n"
+
+
+request_options = _with_options(
+    _REQUEST_PARAMETERS + _DIAGNOSTIC_PARAMETERS, RequestOptions, "opts"
+)
+diagnostic_options = _with_options(_DIAGNOSTIC_PARAMETERS, DiagnosticOptions, "diag")
