@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from mavera_cli.options import DiagnosticOptions, RequestOptions
+from mavera_cli.reporting import Reporter
 
 REQUEST_PANEL = "Request options"
 OUTPUT_PANEL = "Output options"
@@ -213,3 +214,18 @@ request_options = _with_options(
     _REQUEST_PARAMETERS + _DIAGNOSTIC_PARAMETERS, RequestOptions, "opts"
 )
 diagnostic_options = _with_options(_DIAGNOSTIC_PARAMETERS, DiagnosticOptions, "diag")
+
+
+PromptWords = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="PROMPT",
+        help="The prompt; `-` reads stdin. Piped stdin comes first.",
+        show_default=False,
+    ),
+]
+
+
+def reporter_of(ctx: typer.Context) -> Reporter:
+    """The boundary's reporter for this run (`entry.main` passes it as `obj`)."""
+    return ctx.ensure_object(Reporter)

@@ -32,6 +32,13 @@ def loaded_after(statement: str) -> set[str]:
         ("mavera_cli.render.preview", {"httpx", "typer", "rich", "partial_json_parser"}),
         ("mavera_cli.clispec", {"httpx", "rich", "typer", "orjson"}),
         ("mavera_cli.completion", {"httpx", "rich", "typer", "orjson"}),
+        # The CLI layer's plain parts: wiring and jobs know no Typer, and reporting no HTTP.
+        ("mavera_cli.options", {"httpx", "rich", "typer", "orjson"}),
+        ("mavera_cli.reporting", {"httpx", "rich", "typer"}),
+        ("mavera_cli.invocation", {"rich", "typer", "click"}),
+        ("mavera_cli.structured", {"rich", "typer", "click"}),
+        ("mavera_cli.toolrun", {"rich", "typer", "click"}),
+        ("mavera_cli.render.choose", {"httpx", "rich", "typer"}),
     ],
 )
 def test_module_imports_stay_within_their_layer(module: str, forbidden: set[str]) -> None:
@@ -47,3 +54,23 @@ def test_version_imports_nothing_heavy() -> None:
     assert out.stdout.startswith("mavera ")
     loaded = {name.split(".")[0] for name in out.stderr.split()}
     assert not loaded & {"httpx", "rich", "typer", "orjson"}
+
+
+def test_only_the_cli_layer_imports_typer() -> None:
+    """Typer (and Click) stay in cli.py, commands/ and typer_options.py (style habit 2)."""
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "mavera_cli"
+    allowed = {"cli.py", "typer_options.py", "entry.py"}
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name not in allowed
+        and path.parent.name != "commands"
+        and any(
+            line.startswith(("import typer", "from typer", "import click", "from click"))
+            or line.strip().startswith(("import typer", "from typer", "import click"))
+            for line in path.read_text().splitlines()
+        )
+    ]
+    assert offenders == []

@@ -1,0 +1,156 @@
+"""The service commands: `completion`, `config show`, `personas` and `mock`.
+
+(No `from __future__ import annotations`: Typer would eval every annotation string at each start.)
+"""
+
+import sys
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from mavera_cli.options import DiagnosticOptions, RequestOptions
+from mavera_cli.typer_options import diagnostic_options, reporter_of
+
+
+class Shell(StrEnum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+def completion(
+    ctx: typer.Context,
+    shell: Annotated[Shell, typer.Argument(metavar="SHELL", help="bash, zsh or fish.")],
+) -> None:
+    """Print the TAB-completion script for bash, zsh or fish.
+
+    Install it once, as below. The script is static: pressing TAB never starts Python.
+
+    Examples:
+
+    \b
+      mavera completion bash > ~/.local/share/bash-completion/completions/mavera
+      mavera completion zsh > "${fpath[1]}/_mavera"
+      mavera completion fish > ~/.config/fish/completions/mavera.fish
+    """
+    from mavera_cli import cli
+    from mavera_cli.completion import script
+    from mavera_cli.invocation import standard_streams
+    from mavera_cli.render import OutputSink
+
+    stdout, _, _ = standard_streams()
+    OutputSink(stdout).write(script(shell.value, cli.command_spec()).encode())
+
+
+@diagnostic_options
+def config_show(
+    ctx: typer.Context,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object: {name: {value, source}}.")
+    ] = False,
+    *,
+    diag: DiagnosticOptions,
+) -> None:
+    """Print the resolved settings and where each came from.
+
+    The API key is masked. Sources are the environment, the config file ($MAVERA_CONFIG, else
+    $XDG_CONFIG_HOME/mavera/config.toml) and the defaults; flags, given per command, win
+    over all of them.
+
+    Examples:
+
+    \b
+      mavera config show
+      MAVERA_MODEL=mavera-1 mavera config show
+      mavera config show --json | jq -r .base_url.source
+    """
+    from mavera_cli.invocation import invocation
+    from mavera_cli.render.settings import settings_rows, write_settings
+
+    opts = RequestOptions(quiet=diag.quiet, verbose=diag.verbose, no_color=diag.no_color)
+    with invocation(reporter_of(ctx), opts) as inv:
+        rows = settings_rows(inv.settings, inv.environ)
+        write_settings(rows, inv.sink, as_json=json_output)
+
+
+@diagnostic_options
+def personas(
+    ctx: typer.Context,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line (the default when piped).")
+    ] = False,
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", metavar="URL", help="API base URL [env MAVERA_BASE_URL]."),
+    ] = None,
+    mock: Annotated[bool, typer.Option("--mock", help="Ask the built-in fake server.")] = False,
+    *,
+    diag: DiagnosticOptions,
+) -> None:
+    """List the personas your key can use (id, name, category).
+
+    Examples:
+
+    \b
+      mavera personas
+      mavera personas --json | jq -r 'select(.category=="Generational") | .id'
+    """
+    from mavera_cli.invocation import invocation
+    from mavera_cli.render.table import render_personas
+
+    opts = RequestOptions(
+        base_url=base_url,
+        mock=mock,
+        quiet=diag.quiet,
+        verbose=diag.verbose,
+        no_color=diag.no_color,
+    )
+    with invocation(reporter_of(ctx), opts) as inv:
+        with inv.connect() as api:
+            items = api.call(api.client.list_personas)
+        as_table = not json_lines and inv.stdout.isatty()
+        render_personas(items, inv.sink, as_table=as_table)
+
+
+def mock(
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Loopback address to bind.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", help="Port; 0 picks a free one.")
+    ] = 0,
+    fault: Annotated[
+        str | None,
+        typer.Option(
+            "--fault",
+            metavar="KIND",
+            help="Inject a failure: rate-limit, server-error, drop-after:N, stall-after:N, "
+            "failed, incomplete, bad-json.",
+        ),
+    ] = None,
+    fail_first: Annotated[
+        int | None,
+        typer.Option(
+            "--fail-first", metavar="N", help="Apply the fault to the first N requests only."
+        ),
+    ] = None,
+    pace_ms: Annotated[
+        int, typer.Option("--pace-ms", metavar="MS", help="Milliseconds between events.")
+    ] = 0,
+) -> None:
+    """Run a local, loopback-only fake Mavera server; prints its base URL first.
+
+    Examples:
+
+    \b
+      mavera mock --port 8080 &
+      mavera mock --fault rate-limit --fail-first 1
+      mavera mock --fault drop-after:5 --pace-ms 50
+    """
+    from mavera_cli.mock import MockServer
+
+    server = MockServer(host=host, port=port, fault=fault, fail_first=fail_first, pace_ms=pace_ms)
+    sys.stdout.write(server.base_url + "\n")
+    sys.stdout.flush()
+    server.serve_forever()
