@@ -84,6 +84,8 @@ def _run(args: list[str]) -> int:
 
 
 def _flush_stdout() -> None:
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        return
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -13,6 +13,7 @@
     ├── NotCompletedError           10  not_completed
     ├── InvalidOutputError          11  invalid_output
     ├── ToolFailedError             12  tool_failed
+    ├── OutputFailedError           74  io_error       (stdout or a file could not be written)
     └── InternalError                1  internal
 
 Only the standard library is imported here: every layer may raise these.
@@ -41,6 +42,7 @@ class ExitCode(IntEnum):
     not_completed = 10
     invalid_output = 11
     tool_failed = 12
+    io_error = 74  # not in the contract's table: sysexits' EX_IOERR, for output that fails
     interrupted = 130
 
 
@@ -58,6 +60,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.not_completed: "response.failed, response.incomplete, or an error event",
     ExitCode.invalid_output: "output is not valid JSON or fails the schema; malformed event data",
     ExitCode.tool_failed: "tools --exec: a local command failed or the round limit was reached",
+    ExitCode.io_error: "output could not be written: stdout closed, disk full, --save-raw",
     ExitCode.interrupted: "interrupted (Ctrl-C)",
 }
 
@@ -131,6 +134,12 @@ class InvalidOutputError(MaveraError):
 
 class ToolFailedError(MaveraError):
     exit_code = ExitCode.tool_failed
+
+
+class OutputFailedError(MaveraError):
+    """stdout or an output file could not be written (closed, disk full, no permission)."""
+
+    exit_code = ExitCode.io_error
 
 
 class InternalError(MaveraError):

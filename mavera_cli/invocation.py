@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from mavera_cli.client import MaveraClient
 from mavera_cli.config import Settings, resolve_settings
 from mavera_cli.core import call_with_retries, run_stream, time_limit
-from mavera_cli.errors import MaveraError
+from mavera_cli.errors import MaveraError, OutputFailedError
 from mavera_cli.events import ResponseAccumulator
 from mavera_cli.options import DiagnosticOptions, RequestOptions
 from mavera_cli.render import OutputSink, Renderer
@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 def standard_streams() -> tuple[BinaryIO, BinaryIO | None, bool]:
     """Binary stdout, binary stdin (None when closed) and whether stdin is a terminal."""
+    if sys.stdout is None:  # started with `>&-`: there is nowhere to put the product
+        raise OutputFailedError("standard output is closed: nothing can be written")
     stdin = sys.stdin
     try:
         stdin_is_tty = stdin is not None and stdin.isatty()

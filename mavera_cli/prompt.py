@@ -26,13 +26,25 @@ def assemble_prompt(
     for name in files:
         parts.append(_read_file(name))
     if words:
-        parts.append(" ".join(words))
+        parts.append(_checked_words(words))
     # A part's own trailing newlines are dropped so that exactly one blank line separates parts.
     cleaned = [part.rstrip("\r\n") for part in parts]
     prompt = "\n\n".join(part for part in cleaned if part.strip())
     if not prompt:
         raise UsageError("no prompt: give words, pipe text on stdin, or use -f FILE")
     return prompt
+
+
+def _checked_words(words: Sequence[str]) -> str:
+    text = " ".join(words)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Python keeps undecodable argv bytes as lone surrogates (PEP 383); no API takes them.
+        raise UsageError(
+            f"the prompt words are not UTF-8 text (undecodable byte at character {exc.start})"
+        ) from exc
+    return text
 
 
 def _read_file(name: str) -> str:

@@ -91,8 +91,8 @@ class Terminal:
         try:
             self.stream.write(text + "\n")
             self.stream.flush()
-        except (OSError, ValueError):
-            pass  # stderr gone: nothing left to tell
+        except (OSError, ValueError, AttributeError):
+            pass  # stderr gone (closed, or `2>&-` from the start: None): nothing left to tell
 
     def console(self) -> Any:
         """A rich Console on stderr, for decorative output (spinner, preview, tables)."""

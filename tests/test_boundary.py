@@ -1,0 +1,135 @@
+"""The process boundary tells the truth: honest exit codes for ordinary situations, one line on
+stderr, never a traceback; and --max-time bounds a whole command, tool runs included."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import mavera_env, one_line_error, run_mavera
+from tests.scripted_server import ScriptedServer, text_stream
+from tests.test_tools import WEATHER, call_stream
+
+
+def functions_file(tmp_path: Path) -> str:
+    path = tmp_path / "functions.json"
+    path.write_text(json.dumps([WEATHER]))
+    return str(path)
+
+
+def test_max_time_bounds_a_slow_tool(tmp_path: Path) -> None:
+    """A 30 s tool under --max-time 1 ends in about a second with exit 6, the tool killed."""
+    marker = tmp_path / "tool-finished"
+    tool = tmp_path / "slow.py"
+    tool.write_text(f"import time, pathlib\ntime.sleep(30)\npathlib.Path({str(marker)!r}).touch()\n")
+    started = time.monotonic()
+    result = run_mavera(
+        [
+            "tools",
+            "--mock",
+            "--functions",
+            functions_file(tmp_path),
+            "--exec",
+            f"get_weather={sys.executable} {tool}",
+            "--max-time",
+            "1",
+            "weather in Paris?",
+        ],
+        expect=6,
+    )
+    assert time.monotonic() - started < 15  # generous: a busy machine, never the tool's 30 s
+    one_line_error(result.stderr, "--max-time")
+    time.sleep(0.2)
+    assert not marker.exists()  # the tool was killed, not left running
+
+
+def test_max_time_bounds_a_model_that_keeps_calling_tools(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """Every round is quick, but the rounds never end: --max-time still ends the command."""
+
+    def always_call(ex, wire) -> None:  # type: ignore[no-untyped-def]
+        wire.head()
+        wire.send_chunks(call_stream([("call_1", "get_weather", ['{"city":"Paris"}'])]))
+
+    server.script(always_call)
+    tool = tmp_path / "fast.py"
+    tool.write_text("import time\ntime.sleep(0.05)\nprint('sunny')\n")
+    started = time.monotonic()
+    result = run_mavera(
+        [
+            "tools",
+            "--base-url",
+            server.base_url,
+            "--functions",
+            functions_file(tmp_path),
+            "--exec",
+            f"get_weather={sys.executable} {tool}",
+            "--max-rounds",
+            "100000",
+            "--max-time",
+            "2",
+            "weather?",
+        ],
+        expect=6,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 20
+    assert len(server.requests) >= 2  # it did loop, and was stopped by the clock
+    one_line_error(result.stderr, "--max-time")
+
+
+def test_non_utf8_prompt_word_is_a_usage_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mavera_cli", "stream", "--mock", b"caf\xe9"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=mavera_env(),
+        timeout=30,
+    )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    one_line_error(stderr, "not UTF-8")
+    assert proc.stdout == b""
+
+
+def test_no_key_and_no_prompt_reports_the_missing_prompt_first() -> None:
+    result = run_mavera(["stream"], key=None, expect=2)
+    assert "no prompt" in result.stderr
+    assert "API key" not in result.stderr
+
+
+def test_stderr_closed_keeps_the_exit_code(server: ScriptedServer) -> None:
+    """With stderr closed the message cannot be told, but the exit code still is (3, not 1)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mavera_cli", "stream", "--base-url", server.base_url, "hi"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**mavera_env(key=None)},
+        timeout=30,
+        # `2>&-`: the child starts with fd 2 closed
+        preexec_fn=lambda: __import__("os").close(2),
+    )
+    assert proc.returncode == 3
+    assert proc.stdout == b""
+
+
+def test_stdout_closed_is_one_line_and_an_io_error(server: ScriptedServer) -> None:
+    """`>&-`: nothing can be written; one line on stderr, exit 74 (EX_IOERR), no traceback."""
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["hi"]))))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mavera_cli", "stream", "--base-url", server.base_url, "hi"],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=mavera_env(),
+        timeout=30,
+        preexec_fn=lambda: __import__("os").close(1),
+    )
+    stderr = proc.stderr.decode()
+    assert "Traceback" not in stderr
+    assert proc.returncode == 74, stderr
+    one_line_error(stderr, "standard output")
