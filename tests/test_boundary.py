@@ -24,7 +24,9 @@ def test_max_time_bounds_a_slow_tool(tmp_path: Path) -> None:
     """A 30 s tool under --max-time 1 ends in about a second with exit 6, the tool killed."""
     marker = tmp_path / "tool-finished"
     tool = tmp_path / "slow.py"
-    tool.write_text(f"import time, pathlib\ntime.sleep(30)\npathlib.Path({str(marker)!r}).touch()\n")
+    tool.write_text(
+        f"import time, pathlib\ntime.sleep(30)\npathlib.Path({str(marker)!r}).touch()\n"
+    )
     started = time.monotonic()
     result = run_mavera(
         [
