@@ -1,11 +1,16 @@
-"""Shared fixtures: an isolated environment, the CLI as a subprocess, a scripted local server."""
+"""Shared fixtures: an isolated environment, the CLI run in-process or as a subprocess, and a
+scripted local server."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import select
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,21 +71,69 @@ def run_mavera(
     key: str | None = TEST_KEY,
     expect: int | None = 0,
     timeout: float = 30,
+    process: bool = False,
 ) -> Result:
-    """Run the CLI like CI does (no TTY, stdin closed unless given) and check it ended well."""
+    """Run the CLI like CI does (no TTY, stdin empty unless given) and check it ended well.
+
+    In this process by default (the real `entry.main`, real sockets, real servers: only the
+    interpreter start is saved); `process=True` starts `python -m mavera_cli` instead, for what
+    needs a process of its own (signals, closed descriptors, imports at start-up).
+    """
+    runner = _run_process if process else _run_in_process
+    result = runner(list(args), stdin, mavera_env(env, key), timeout)
+    assert "Traceback" not in result.stderr, result.stderr
+    if expect is not None:
+        assert result.code == expect, f"exit {result.code}, stderr: {result.stderr}"
+    return result
+
+
+def _run_process(
+    args: list[str], stdin: bytes | None, env: dict[str, str], timeout: float
+) -> Result:
     proc = subprocess.run(
         [sys.executable, "-m", "mavera_cli", *args],
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,
         capture_output=True,
-        env=mavera_env(env, key),
+        env=env,
         timeout=timeout,
     )
-    result = Result(proc.stdout, proc.stderr.decode("utf-8", "replace"), proc.returncode)
-    assert "Traceback" not in result.stderr, result.stderr
-    if expect is not None:
-        assert result.code == expect, f"exit {result.code}, stderr: {result.stderr}"
-    return result
+    return Result(proc.stdout, proc.stderr.decode("utf-8", "replace"), proc.returncode)
+
+
+def _run_in_process(
+    args: list[str], stdin: bytes | None, env: dict[str, str], timeout: float
+) -> Result:
+    from mavera_cli.entry import main
+
+    streams = {
+        name: io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape")
+        for name, data in (("stdin", stdin or b""), ("stdout", b""), ("stderr", b""))
+    }
+    saved_streams = (sys.stdin, sys.stdout, sys.stderr)
+    saved_environ = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    # A hung run is interrupted like Ctrl-C would (exit 130), so the test fails instead of
+    # hanging; a real signal, so that a blocked socket read wakes up too.
+    watchdog = threading.Timer(timeout, os.kill, (os.getpid(), signal.SIGINT))
+    watchdog.daemon = True
+    sys.stdin, sys.stdout, sys.stderr = streams["stdin"], streams["stdout"], streams["stderr"]
+    try:
+        watchdog.start()
+        code = main(args)
+    finally:
+        watchdog.cancel()
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        os.environ.clear()
+        os.environ.update(saved_environ)
+    out, err = streams["stdout"], streams["stderr"]
+    with contextlib.suppress(ValueError):
+        out.flush()
+        err.flush()
+    stdout = out.buffer.getvalue()  # type: ignore[attr-defined]
+    stderr = err.buffer.getvalue().decode("utf-8", "replace")  # type: ignore[attr-defined]
+    return Result(stdout, stderr, code)
 
 
 @pytest.fixture

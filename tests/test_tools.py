@@ -626,7 +626,9 @@ def test_exec_command_exiting_nonzero_exits_12(server, tmp_path) -> None:
         tmp_path, "import sys; print('tool says no', file=sys.stderr); sys.exit(3)"
     )
     result = run_mavera(
-        [*tools_args(server, functions), "--exec", f"get_weather={command}", "hi"], expect=12
+        [*tools_args(server, functions), "--exec", f"get_weather={command}", "hi"],
+        expect=12,
+        process=True,  # the tool writes to the process's own stderr descriptor
     )
     assert len(server.requests) == 1
     assert result.stdout == b""
