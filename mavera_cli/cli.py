@@ -524,7 +524,7 @@ def stream(
         renderer = NdjsonRenderer(sink)
     else:
         renderer = TextRenderer(sink, final_newline=not opts.no_newline)
-    with _reporting(renderer), request_context(opts) as ctx:
+    with sink, _reporting(renderer), request_context(opts) as ctx:
         sink.mask(ctx.settings.api_key)
         prompt = _read_prompt(words or [], opts)
         payload = build_payload(ctx.settings, prompt, stream=True)
@@ -579,6 +579,7 @@ def ask(
             text = response_text(response)
             if text:
                 sink.write(text.encode() + (b"" if opts.no_newline else b"\n"))
+        sink.end()
         error = response_outcome_error(response)
         if error is not None:
             raise error
@@ -733,7 +734,7 @@ def json_command(
             partial=partial,
             final_newline=not opts.no_newline,
         )
-    with _reporting(renderer):
+    with sink, _reporting(renderer):
         _open_terminal(opts, None)  # -q and --no-color hold for the flag checks below too
         if events and (partial or pretty is not None):
             raise UsageError("--events writes raw events: leave out --partial/--pretty/--compact")
@@ -862,7 +863,7 @@ def tools_command(
         renderer = ToolRoundRenderer(TextRenderer(sink, final_newline=not opts.no_newline))
     else:
         renderer = CallsRenderer(sink)
-    with _reporting(renderer):
+    with sink, _reporting(renderer):
         # Everything about the tools is checked before a request is made.
         definitions = tooling.load_functions(functions)
         names = tooling.function_names(definitions)
@@ -1055,7 +1056,9 @@ def personas(
                 on_retry=_announce_retry(ctx.terminal),
             )
     stdout = _stdout()
-    render_personas(items, OutputSink(stdout), as_table=not json_lines and stdout.isatty())
+    render_personas(
+        items, OutputSink(stdout, ctx.settings.api_key), as_table=not json_lines and stdout.isatty()
+    )
 
 
 @app.command()
