@@ -24,6 +24,7 @@ from mavera_cli.errors import (
     error_for_status,
     server_message,
 )
+from mavera_cli.redact import Redactor
 from mavera_cli.retry import parse_retry_after
 
 MAX_ERROR_BODY = 64 * 1024  # enough for any error message; an HTML page is cut short
@@ -36,6 +37,9 @@ class MaveraClient:
     def __init__(self, settings: Settings, debug: DebugSink | None = None) -> None:
         self._settings = settings
         self._debug = debug
+        # A server may echo the key in an error body: masked before a message is made from
+        # it, since the message is then cut short and a cut key no longer matches the mask.
+        self._redactor = Redactor(settings.api_key)
         headers = {
             "Accept": "application/json, text/event-stream",
             "User-Agent": f"mavera-cli/{__version__}",
@@ -121,7 +125,7 @@ class MaveraClient:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InvalidOutputError(
-                f"the server's response is not JSON: {server_message(body)}"
+                f"the server's response is not JSON: {self._message(body)}"
             ) from exc
 
     def _send(self, request: httpx.Request) -> httpx.Response:
@@ -137,16 +141,16 @@ class MaveraClient:
     def _check_status(self, response: httpx.Response) -> None:
         if response.status_code < 400:
             return
-        body = _read_limited(response)
+        body = self._redactor.data(_read_limited(response))
         retry_after = parse_retry_after(response.headers)
-        raise error_for_status(response.status_code, body, retry_after)
+        raise self._masked(error_for_status(response.status_code, body, retry_after))
 
     def _check_stream_type(self, response: httpx.Response) -> None:
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in ("", "text/event-stream", "text/plain", "application/octet-stream"):
             return
         body = _read_limited(response)
-        message = server_message(body)
+        message = self._message(body)
         if content_type == "application/json":
             try:
                 data = orjson.loads(body)
@@ -155,6 +159,15 @@ class MaveraClient:
             if isinstance(data, dict) and data.get("error"):
                 raise NotCompletedError(f"the server answered with an error: {message}")
         raise InvalidOutputError(f"expected an event stream, got {content_type}: {message}")
+
+    def _message(self, body: bytes) -> str:
+        """The server's message from `body`, the key masked before it is cut short."""
+        return self._redactor.text(server_message(self._redactor.data(body)))
+
+    def _masked(self, error: MaveraError) -> MaveraError:
+        # The body's JSON may spell the key with escapes (`\u006d…`): masked once decoded.
+        error.message = self._redactor.text(error.message)
+        return error
 
     def _log_request(self, request: httpx.Request) -> None:
         if self._debug is None:
@@ -199,17 +212,20 @@ def _request_error(exc: httpx.HTTPError, settings: Settings) -> MaveraError:
     """A failure before any response: connect, TLS, DNS, or the server never answered."""
     if isinstance(exc, httpx.TimeoutException):
         stage = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for a response"
-        return TimedOutError(f"no answer for {settings.timeout:g}s while {stage} ({exc})")
-    return ConnectionFailedError(f"cannot reach {settings.base_url}: {_describe(exc)}")
+        return TimedOutError(
+            f"no answer for {settings.timeout:g}s while {stage} ({_describe(exc, settings)})"
+        )
+    return ConnectionFailedError(f"cannot reach {settings.base_url}: {_describe(exc, settings)}")
 
 
 def _body_error(exc: httpx.HTTPError, settings: Settings) -> MaveraError:
     """A failure while the body was arriving: the response is cut short."""
     if isinstance(exc, httpx.TimeoutException):
         return TimedOutError(f"no data for {settings.timeout:g}s during the response")
-    return PartialStreamError(f"connection broke during the response: {_describe(exc)}")
+    return PartialStreamError(f"connection broke during the response: {_describe(exc, settings)}")
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, settings: Settings) -> str:
+    """An httpx error as one line, the key masked: its text may quote request headers."""
     text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
+    return " ".join(Redactor(settings.api_key).text(text).split())

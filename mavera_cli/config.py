@@ -148,12 +148,13 @@ def resolve_settings(
             values[name], origins[name] = file_values[file_key], f"config {path}"
         else:
             values[name], origins[name] = _DEFAULTS[name], "default"
-    if values["api_key"] and origins["api_key"].startswith("config"):
+    api_key = _clean_key(values["api_key"], origins["api_key"]) if values["api_key"] else None
+    if api_key and origins["api_key"].startswith("config"):
         warnings.extend(_permission_warning(path))
     max_time = flags.get("max_time")
     return Settings(
         base_url=str(values["base_url"]).rstrip("/"),
-        api_key=str(values["api_key"]) if values["api_key"] else None,
+        api_key=api_key,
         persona=str(values["persona"]) if values["persona"] else None,
         model=str(values["model"]),
         instructions=str(values["instructions"]) if values["instructions"] else None,
@@ -164,6 +165,32 @@ def resolve_settings(
         origins=origins,
         warnings=tuple(warnings),
     )
+
+
+def _clean_key(value: Any, origin: str) -> str | None:
+    """The key without surrounding whitespace; AuthError (exit 3) if it still is no header value.
+
+    Keys read from secret files end in "\\n" or "\\r\\n": stripped. What is left goes into an
+    HTTP header as is, so a control character, a space or a non-ASCII character inside it is
+    refused here, naming where the key came from and never quoting it (an HTTP library's own
+    error would show it, through repr()).
+    """
+    key = str(value).strip()
+    if not key:
+        return None
+    if not (key.isascii() and key.isprintable()) or " " in key:
+        raise AuthError(
+            f"the API key from {_key_source(origin)} holds a space, a control character or a "
+            "non-ASCII character; an API key is printable ASCII"
+        )
+    return key
+
+
+def _key_source(origin: str) -> str:
+    """`origins` words as a person reads them: "MAVERA_API_KEY", "the config file PATH"."""
+    if origin.startswith("env "):
+        return origin.removeprefix("env ")
+    return "the config file " + origin.removeprefix("config ")
 
 
 def _read_config(path: Path) -> tuple[dict[str, Any], list[str]]:

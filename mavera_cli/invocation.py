@@ -168,10 +168,12 @@ def invocation(
     inv = Invocation(
         settings, terminal, OutputSink(stdout, settings.api_key), stdout, reporter, opts, environ
     )
-    try:
-        yield inv
-    finally:
-        inv.close()
+    # Leaving the sink writes what it held back (a tail that might have begun the key).
+    with inv.sink:
+        try:
+            yield inv
+        finally:
+            inv.close()
 
 
 def open_terminal(reporter: Reporter, diag: DiagnosticOptions, secret: str | None) -> Terminal:

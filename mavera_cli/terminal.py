@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TextIO
 
-from mavera_cli.redact import Redactor
+from mavera_cli.redact import Redactor, StreamRedactor
 
 # Matches rich's own Status: smooth enough for the "dots" spinner, cheap on the CPU.
 SPINNER_REFRESH_PER_SECOND = 12.5
@@ -38,6 +38,7 @@ class Terminal:
         self.quiet = quiet
         self.verbose = verbose and not quiet
         self._redactor = Redactor(secret)
+        self._stream_redactor = StreamRedactor(secret)
         environ = os.environ if environ is None else environ
         self.is_tty = _isatty(self.stream)
         self.color = color_enabled(no_color=no_color, is_tty=self.is_tty, environ=environ)
@@ -57,9 +58,20 @@ class Terminal:
     def mask(self, secret: str | None) -> None:
         """Mask this secret from now on (known once settings are resolved)."""
         self._redactor = Redactor(secret)
+        self._stream_redactor = StreamRedactor(secret)
 
     def redact(self, text: str) -> str:
         return self._redactor.text(text)
+
+    def redact_piece(self, text: str) -> str:
+        """Text written to stderr in pieces (call arguments as they stream), the key masked
+        even when split between pieces: a possible start of it waits for the next piece, and
+        a piece ending in a newline releases it (a key holds no whitespace)."""
+        if not self._stream_redactor.active:
+            return text
+        # The key is ASCII (config.py), so what is released always ends on a character.
+        piece = self._stream_redactor.feed(text.encode("utf-8", "surrogatepass"))
+        return piece.decode("utf-8", "surrogatepass")
 
     def error(self, message: str) -> None:
         """One line; -q silences it, the exit code still speaks."""

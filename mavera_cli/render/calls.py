@@ -61,9 +61,14 @@ class CallProgress:
         self._write(f"→ {call.name or '?'} ", style="1")
 
     def _write(self, text: str, style: str = "2") -> None:
-        text = self._terminal.redact(text)
-        if self._terminal.color and text != "\n":
-            text = f"\x1b[{style}m{text}\x1b[0m"
+        # Arguments arrive in pieces that may split the key: masked as a stream, before the
+        # colour codes go between the pieces.
+        text = self._terminal.redact_piece(text)
+        body = text.removesuffix("\n")
+        if self._terminal.color and body:
+            text = f"\x1b[{style}m{body}\x1b[0m{text[len(body) :]}"
+        if not text:
+            return
         try:
             self._terminal.stream.write(text)
             self._terminal.stream.flush()
@@ -176,6 +181,7 @@ class CallsRenderer(_CallWatcher):
         self._pending.extend(call_line(call) for call in self._leftovers())
         self._end_progress()
         self._write_text()
+        self._sink.end()
 
     def fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
         if self._failed:
@@ -184,6 +190,7 @@ class CallsRenderer(_CallWatcher):
         self._end_progress()
         self._write_text()
         self._sink.write(error_line(error))
+        self._sink.end()
 
     def _write_text(self) -> None:
         text = "".join(self._text)

@@ -169,8 +169,10 @@ class JsonRenderer:
         except MaveraError as error:
             if self._partial:
                 self._sink.write(error_line(error))
+            self._sink.end()
             raise
         self._sink.write(data)
+        self._sink.end()
 
     def fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
         self.close()
@@ -179,6 +181,7 @@ class JsonRenderer:
         self._ended = True
         if self._partial:
             self._sink.write(error_line(error))
+        self._sink.end()
 
     def close(self) -> None:
         """Stop following and take the preview off the screen (safe to call more than once)."""

@@ -66,4 +66,5 @@ class TextRenderer:
         # One newline at the end: added unless the text already ends with one.
         if self._final_newline and self._wrote_text and not self._ends_with_newline:
             self._sink.write(b"\n")
+        self._sink.end()
         self._wrote_text = False
