@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-from mavera_cli.errors import UsageError
+from mavera_cli.errors import OutputFailedError, UsageError
 from mavera_cli.redact import StreamRedactor
 
 REPLAY_CHUNK = 64 * 1024
@@ -65,9 +65,11 @@ class CaptureWriter:
         if data:
             try:
                 self._file.write(data)
-            except OSError:
+            except OSError as exc:
                 self._broken = True  # a cut-short capture must not replace a whole one
-                raise
+                raise OutputFailedError(
+                    f"cannot write {self._path}: {exc.strerror or exc}"
+                ) from exc
 
     def close(self) -> None:
         """End the attempt: write the held tail, then put the capture in place (or drop it)."""
@@ -78,9 +80,15 @@ class CaptureWriter:
         keep = False
         try:
             try:
-                file.write(self._redactor.end())
-            finally:
-                file.close()
+                try:
+                    file.write(self._redactor.end())
+                finally:
+                    file.close()  # flushes: a full disk may only show here
+            except OSError as exc:
+                self._broken = True
+                raise OutputFailedError(
+                    f"cannot write {self._path}: {exc.strerror or exc}"
+                ) from exc
             keep = self._received and not self._broken
             if temp is not None and keep:
                 os.replace(temp, self._target)

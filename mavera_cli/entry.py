@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from mavera_cli import __version__
-from mavera_cli.errors import ExitCode, MaveraError, OutputClosed
+from mavera_cli.errors import ExitCode, MaveraError, OutputClosed, OutputFailedError
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 SIGTERM_EXIT = 128 + 15
@@ -64,7 +64,10 @@ def _run(args: list[str]) -> int:
         return int(result) if isinstance(result, int) else 0
     except MaveraError as error:
         reporter.report(error)
-        _flush_stdout()
+        if isinstance(error, OutputFailedError):
+            _discard_stdout()  # what could not be written must not fail again at exit
+        else:
+            _flush_stdout()
         return int(error.exit_code)
     except KeyboardInterrupt:
         _flush_stdout()
@@ -95,11 +98,15 @@ def _flush_stdout() -> None:
 
 
 def _broken_pipe() -> int:
-    # The reader went away (`| head`): point stdout at /dev/null so the interpreter's final
-    # flush cannot fail again, and leave without a word, like other Unix tools.
+    # The reader went away (`| head`): leave without a word, like other Unix tools.
+    _discard_stdout()
+    return SIGPIPE_EXIT
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush cannot fail again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         pass
-    return SIGPIPE_EXIT

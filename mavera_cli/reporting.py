@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from mavera_cli.errors import MaveraError
+from mavera_cli.errors import MaveraError, OutputClosed, OutputFailedError
 from mavera_cli.options import DiagnosticOptions
 from mavera_cli.render import Renderer
 from mavera_cli.terminal import Terminal
@@ -31,14 +31,17 @@ class Reporter:
 
     def report(self, error: MaveraError) -> None:
         """Tell the product's reader (NDJSON's last line), then the person (one stderr line)."""
-        if self.renderer is not None:
-            if not error.reported:  # TODO(merge core): renderers' fail becomes idempotent
-                self.renderer.fail(error, None)  # a no-op if the core already told it
-        elif self.ndjson_stdout is not None:
-            from mavera_cli.render import OutputSink
-            from mavera_cli.render.ndjson import error_line
+        try:
+            if self.renderer is not None:
+                if not error.reported:  # TODO(merge core): renderers' fail becomes idempotent
+                    self.renderer.fail(error, None)  # a no-op if the core already told it
+            elif self.ndjson_stdout is not None:
+                from mavera_cli.render import OutputSink
+                from mavera_cli.render.ndjson import error_line
 
-            OutputSink(self.ndjson_stdout).write(error_line(error))
+                OutputSink(self.ndjson_stdout).write(error_line(error))
+        except (OutputFailedError, OutputClosed):
+            pass  # stdout itself is what failed, or its reader left: stderr still tells why
         self.error(error.message)
 
     def error(self, message: str) -> None:

@@ -135,3 +135,52 @@ def test_stdout_closed_is_one_line_and_an_io_error(server: ScriptedServer) -> No
     assert "Traceback" not in stderr
     assert proc.returncode == 74, stderr
     one_line_error(stderr, "standard output")
+
+
+def test_stdout_on_a_full_device_is_an_io_error(server: ScriptedServer) -> None:
+    """`> /dev/full`: every write fails with ENOSPC; one line, exit 74, nothing at exit."""
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["hi", " there"]))))
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mavera_cli", "stream", "--base-url", server.base_url, "hi"],
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env=mavera_env(),
+            timeout=30,
+        )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 74, stderr
+    one_line_error(stderr, "standard output", "No space left on device")
+
+
+def test_save_raw_on_a_full_disk_is_an_io_error_and_keeps_the_old_capture(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """The capture's disk fills up mid-stream (a file-size limit: EFBIG, like ENOSPC): exit
+    74, the text that arrived is on stdout, and the previous capture is still whole."""
+    import resource
+
+    server.script(
+        lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["x" * 3000] * 4), pause=0.01))
+    )
+    capture = tmp_path / "run.sse"
+    capture.write_bytes(b"old capture\n")
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mavera_cli", "stream", "--save-raw", str(capture), "--base-url"]
+        + [server.base_url, "hi"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=mavera_env(),
+        timeout=30,
+        preexec_fn=limit_file_size,
+    )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 74, stderr
+    one_line_error(stderr, str(capture))
+    assert capture.read_bytes() == b"old capture\n"
+    assert proc.stdout.startswith(b"x" * 3000)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mavera_cli.capture import CaptureWriter
+from mavera_cli.errors import OutputFailedError
 from mavera_cli.redact import KEY_MASK, StreamRedactor, json_escapes
 from mavera_cli.render import OutputSink
 from tests.chunking import bytewise, every_split, random_splits
@@ -167,7 +168,7 @@ def test_a_failing_write_leaves_the_old_capture(tmp_path: Path) -> None:
     previous_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, previous_limit[1]))
     try:
-        with pytest.raises(OSError):
+        with pytest.raises(OutputFailedError):
             writer.write(b"x" * 64 * 1024)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, previous_limit)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import BinaryIO, Protocol
 
-from mavera_cli.errors import MaveraError, OutputClosed
+from mavera_cli.errors import MaveraError, OutputClosed, OutputFailedError
 from mavera_cli.events import ResponseAccumulator, ResponseEvent
 from mavera_cli.redact import Redactor, StreamRedactor, json_escapes
 
@@ -85,3 +85,7 @@ class OutputSink:
             self._stream.flush()
         except BrokenPipeError:
             raise OutputClosed() from None
+        except OSError as exc:  # a full disk, a closed descriptor: not a reader going away
+            raise OutputFailedError(
+                f"cannot write to standard output: {exc.strerror or exc}"
+            ) from exc
