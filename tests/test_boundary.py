@@ -170,9 +170,9 @@ def test_save_raw_on_a_full_disk_is_an_io_error_and_keeps_the_old_capture(
     def limit_file_size() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
+    args = ["stream", "--save-raw", str(capture), "--base-url", server.base_url, "hi"]
     proc = subprocess.run(
-        [sys.executable, "-m", "mavera_cli", "stream", "--save-raw", str(capture), "--base-url"]
-        + [server.base_url, "hi"],
+        [sys.executable, "-m", "mavera_cli", *args],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         env=mavera_env(),
