@@ -90,9 +90,11 @@ class MaveraClient:
         finally:
             response.close()
 
-    def create_response(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST a non-streaming request; the Response object."""
-        data = self._request_json("POST", "responses", payload)
+    def create_response(
+        self, payload: dict[str, Any], on_body: Callable[[bytes], None] | None = None
+    ) -> dict[str, Any]:
+        """POST a non-streaming request; the Response object. `on_body` gets the body bytes."""
+        data = self._request_json("POST", "responses", payload, on_body)
         if not isinstance(data, dict):
             raise InvalidOutputError("the server's response is not a JSON object")
         return data
@@ -105,7 +107,13 @@ class MaveraClient:
             raise InvalidOutputError("the server's persona list has no `data` array")
         return [item for item in items if isinstance(item, dict)]
 
-    def _request_json(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
+    def _request_json(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        on_body: Callable[[bytes], None] | None = None,
+    ) -> Any:
         request = self._http.build_request(
             method,
             path,
@@ -121,6 +129,8 @@ class MaveraClient:
                 raise _body_error(exc, self._settings) from exc
         finally:
             response.close()
+        if on_body is not None:
+            on_body(body)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
+from mavera_cli.capture import CaptureWriter
 from mavera_cli.client import MaveraClient
 from mavera_cli.config import Settings, resolve_settings
 from mavera_cli.core import call_with_retries, run_stream, time_limit
@@ -102,11 +103,8 @@ class Connection:
 
     def stream(self, payload: dict[str, Any], renderer: Renderer) -> ResponseAccumulator:
         """Stream one response through `renderer` (the one streaming core)."""
-        from mavera_cli.capture import CaptureWriter
-
         inv = self.invocation
-        save_raw = inv.opts.save_raw
-        capture = CaptureWriter(save_raw, inv.settings.api_key) if save_raw else None
+        capture = self._capture()
         if inv.opts.usage:
             renderer = UsageTap(renderer, inv.usage)
         # The spinner runs until the first byte arrives, and never outlives this call.
@@ -121,10 +119,25 @@ class Connection:
             )
 
     def create(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """One non-streamed response (`ask`), counted for --usage."""
-        response = self.call(lambda: self.client.create_response(payload))
+        """One non-streamed response (`ask`), counted for --usage; --save-raw keeps its body."""
+        capture = self._capture()
+
+        def attempt() -> dict[str, Any]:
+            if capture is None:
+                return self.client.create_response(payload)
+            capture.start_attempt()  # a retry's body replaces the failed attempt's
+            try:
+                return self.client.create_response(payload, on_body=capture.write)
+            finally:
+                capture.close()
+
+        response = self.call(attempt)
         self.invocation.usage.add(response)
         return response
+
+    def _capture(self) -> CaptureWriter | None:
+        save_raw = self.invocation.opts.save_raw
+        return CaptureWriter(save_raw, self.invocation.settings.api_key) if save_raw else None
 
     def call(self, request: Callable[[], T]) -> T:
         """A non-streaming request, retried like any other, with the spinner while it waits."""

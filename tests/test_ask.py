@@ -65,3 +65,29 @@ def test_retries_a_503_then_succeeds(server) -> None:
     assert result.stdout == b"after retry\n"
     assert len(server.requests) == 2
     assert "retry 1" in result.stderr
+
+
+def test_save_raw_keeps_the_body_of_the_answered_attempt(server, tmp_path) -> None:
+    """`ask --save-raw FILE` saves the response body; after a retried 503 it is the 200's."""
+    response = completed_response("saved")
+    body = json.dumps(response).encode()
+    server.script(
+        lambda ex, wire: wire.respond(503, {"error": {"message": "busy"}}, {"Retry-After": "0"}),
+        lambda ex, wire: wire.respond(200, response),
+    )
+    capture = tmp_path / "ask.json"
+    result = run_mavera(
+        ["ask", "--base-url", server.base_url, "--retries", "1", "--save-raw", str(capture), "q"]
+    )
+    assert result.stdout == b"saved\n"
+    assert json.loads(capture.read_bytes()) == response
+    assert capture.read_bytes() == body
+
+
+def test_save_raw_is_untouched_when_ask_fails_before_a_body(server, tmp_path) -> None:
+    server.script(lambda ex, wire: wire.respond(401, {"error": {"message": "no"}}))
+    capture = tmp_path / "ask.json"
+    capture.write_bytes(b"previous")
+    run_mavera(["ask", "--base-url", server.base_url, "--save-raw", str(capture), "q"], expect=3)
+    assert capture.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ask.json"]
