@@ -5,6 +5,8 @@ Knows nothing of SSE, rendering or retries; the key lives only in the Authorizat
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +23,7 @@ from mavera_cli.errors import (
     NotCompletedError,
     PartialStreamError,
     TimedOutError,
+    UsageError,
     error_for_status,
     server_message,
 )
@@ -49,15 +52,28 @@ class MaveraClient:
         timeout = httpx.Timeout(settings.timeout)
         # Loading the CA bundle costs tens of ms at start-up; a plain-http URL never uses it.
         verify = not settings.base_url.startswith("http://")
-        self._http = httpx.Client(
-            base_url=settings.base_url + "/",
-            headers=headers,
-            timeout=timeout,
-            verify=verify,
-            follow_redirects=False,
-            # A proxy from the environment must not capture requests to this machine (--mock).
-            trust_env=not is_loopback(httpx.URL(settings.base_url).host),
-        )
+        try:
+            self._http = httpx.Client(
+                base_url=settings.base_url + "/",
+                headers=headers,
+                timeout=timeout,
+                verify=verify,
+                follow_redirects=False,
+                # A proxy from the environment must not capture requests to this machine (--mock).
+                trust_env=not is_loopback(httpx.URL(settings.base_url).host),
+            )
+        except ImportError as exc:  # httpx's optional SOCKS support is missing
+            raise UsageError(
+                f"a SOCKS proxy is set ({_proxy_variables()}), but SOCKS support is not "
+                "installed: pip install 'httpx[socks]', or unset the variable"
+            ) from exc
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise UsageError(f"invalid proxy setting ({_proxy_variables()}): {exc}") from exc
+        except OSError as exc:  # SSL_CERT_FILE / SSL_CERT_DIR naming what is not there
+            raise UsageError(
+                f"cannot load the TLS certificates ({_certificate_variables()}): "
+                f"{exc.strerror or exc}"
+            ) from exc
 
     def close(self) -> None:
         self._http.close()
@@ -239,3 +255,23 @@ def _describe(exc: BaseException, settings: Settings) -> str:
     """An httpx error as one line, the key masked: its text may quote request headers."""
     text = str(exc) or type(exc).__name__
     return " ".join(Redactor(settings.api_key).text(text).split())
+
+
+_PROXY_VARIABLES = ("ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY")
+
+
+# httpx itself reads these from the environment (trust_env); only a failure names them.
+def _proxy_variables() -> str:
+    """Which proxy variables are set, by name only: their values may hold a password."""
+    names = [
+        name
+        for upper in _PROXY_VARIABLES
+        for name in (upper, upper.lower())
+        if os.environ.get(name)
+    ]
+    return ", ".join(names) or "proxy environment variables"
+
+
+def _certificate_variables() -> str:
+    names = [name for name in ("SSL_CERT_FILE", "SSL_CERT_DIR") if os.environ.get(name)]
+    return ", ".join(f"{name}={os.environ[name]}" for name in names) or "the system CA bundle"

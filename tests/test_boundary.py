@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import mavera_env, one_line_error, run_mavera
 from tests.scripted_server import ScriptedServer, text_stream
 from tests.test_tools import WEATHER, call_stream
@@ -184,3 +186,23 @@ def test_save_raw_on_a_full_disk_is_an_io_error_and_keeps_the_old_capture(
     one_line_error(stderr, str(capture))
     assert capture.read_bytes() == b"old capture\n"
     assert proc.stdout.startswith(b"x" * 3000)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("ALL_PROXY", "socks5://user:secretpw@127.0.0.1:9", "httpx[socks]"),
+        ("HTTPS_PROXY", "http://[::1", "invalid proxy setting (HTTPS_PROXY)"),
+        ("HTTPS_PROXY", "ftp://proxy.invalid", "invalid proxy setting (HTTPS_PROXY)"),
+        ("SSL_CERT_FILE", "/nonexistent/ca.pem", "SSL_CERT_FILE=/nonexistent/ca.pem"),
+    ],
+)
+def test_a_broken_environment_is_a_usage_error(variable: str, value: str, needle: str) -> None:
+    """Environment the HTTP layer cannot use: exit 2 naming it, never 1 (a bug) or 9."""
+    result = run_mavera(
+        ["stream", "--base-url", "https://api.example.invalid/v1", "hi"],
+        env={variable: value},
+        expect=2,
+    )
+    one_line_error(result.stderr, needle)
+    assert "secretpw" not in result.stderr  # a proxy URL's password is never repeated
