@@ -166,3 +166,9 @@ def read_pipe_until(fd: int, wanted: bytes, timeout: float = 15) -> bytes:
             break
         data += piece
     return data
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver on 127.0.0.1 (not `localhost`, which may be ::1), any free port."""
+    return ("127.0.0.1", 0)
