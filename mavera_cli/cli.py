@@ -442,9 +442,7 @@ def _reporting(renderer: Any) -> Iterator[None]:
     try:
         yield
     except MaveraError as error:
-        if not error.reported:
-            error.reported = True
-            renderer.fail(error, None)
+        renderer.fail(error, None)  # does nothing if the core already reported it
         raise
 
 
@@ -452,6 +450,7 @@ def _run_streaming(
     ctx: RequestContext,
     payload: dict[str, Any],
     renderer: Any,
+    parse_output: Callable[[str], Any] | None = None,
 ) -> Any:
     from mavera_cli.capture import CaptureWriter
     from mavera_cli.client import MaveraClient
@@ -472,6 +471,7 @@ def _run_streaming(
             capture=capture,
             on_retry=_announce_retry(terminal),
             on_first_chunk=spinner.stop,
+            parse_output=parse_output,
         )
 
 
@@ -639,12 +639,14 @@ def replay(
     from mavera_cli.capture import replay_chunks
     from mavera_cli.core import run_stream
     from mavera_cli.render import OutputSink
+    from mavera_cli.schema import json_output_parser
 
     terminal = _open_terminal(diag, None)
     sink = OutputSink(_stdout())
     renderer = _replay_renderer(mode, sink, events, no_newline, terminal)
+    parse_output = json_output_parser() if mode is ReplayMode.json else None
     with _reporting(renderer):
-        run_stream(lambda: replay_chunks(path), renderer)
+        run_stream(lambda: replay_chunks(path), renderer, parse_output=parse_output)
 
 
 @app.command("json")
@@ -718,7 +720,7 @@ def json_command(
     from mavera_cli.render import OutputSink
     from mavera_cli.render.ndjson import NdjsonRenderer
     from mavera_cli.render.preview import JsonRenderer
-    from mavera_cli.schema import JSON_OBJECT_FORMAT, load_schema
+    from mavera_cli.schema import JSON_OBJECT_FORMAT, json_output_parser, load_schema
 
     stdout = _stdout()
     sink = OutputSink(stdout)
@@ -742,12 +744,12 @@ def json_command(
         if schema is None and schema_name is not None:
             raise UsageError("--schema-name needs --schema")
         loaded = load_schema(schema, schema_name) if schema is not None else None
+        text_format = dict(JSON_OBJECT_FORMAT)
+        document = None
         if loaded is not None:
-            text_format = loaded.text_format(strict)
-            if json_renderer is not None:
-                json_renderer.schema = loaded.document
-        else:
-            text_format = dict(JSON_OBJECT_FORMAT)
+            text_format, document = loaded.text_format(strict), loaded.document
+        # Checked whatever the renderer: `--events` exits 11 on bad JSON too.
+        parse_output = json_output_parser(document)
         with request_context(opts) as ctx:
             sink.mask(ctx.settings.api_key)
             if json_renderer is not None:
@@ -755,7 +757,7 @@ def json_command(
             prompt = _read_prompt(words or [], opts)
             payload = build_payload(ctx.settings, prompt, stream=True, text_format=text_format)
             try:
-                _run_streaming(ctx, payload, renderer)
+                _run_streaming(ctx, payload, renderer, parse_output)
             finally:
                 if json_renderer is not None:
                     json_renderer.close()  # Ctrl-C or a closed pipe: the preview goes too
