@@ -160,8 +160,9 @@ class CallsRenderer(_CallWatcher):
 
     def flush(self) -> None:
         if self._pending:
-            self._sink.write(b"".join(self._pending))
-            self._pending.clear()
+            # Taken before writing: a Ctrl-C landing in the write must not write them twice.
+            lines, self._pending = self._pending, []
+            self._sink.write(b"".join(lines))
 
     def finish(self, accumulator: ResponseAccumulator) -> None:
         self._pending.extend(call_line(call) for call in self._leftovers())

@@ -25,9 +25,10 @@ class NdjsonRenderer(Renderer):
 
     def flush(self) -> None:
         if self._pending:
-            self._pending.append(b"")
-            self._sink.write(b"\n".join(self._pending))
-            self._pending.clear()
+            # Taken before writing: a Ctrl-C landing in the write must not write them twice.
+            lines, self._pending = self._pending, []
+            lines.append(b"")
+            self._sink.write(b"\n".join(lines))
 
     def finish(self, accumulator: ResponseAccumulator) -> None:
         self.flush()
