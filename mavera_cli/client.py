@@ -6,7 +6,6 @@ Knows nothing of SSE, rendering or retries; the key lives only in the Authorizat
 from __future__ import annotations
 
 import os
-
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from mavera_cli import __version__
-from mavera_cli.errors import ExitCode, MaveraError, OutputClosed, OutputFailedError
+from mavera_cli.errors import ExitCode, MaveraError, OutputClosed, OutputFailedError, Terminated
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 SIGTERM_EXIT = 128 + 15
@@ -32,12 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous_term)
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that output is flushed on the way out."""
-
-
 def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated()
+    raise Terminated()
 
 
 def _run(args: list[str]) -> int:
@@ -72,7 +68,7 @@ def _run(args: list[str]) -> int:
     except KeyboardInterrupt:
         _flush_stdout()
         return int(ExitCode.interrupted)
-    except _Terminated:
+    except Terminated:
         _flush_stdout()
         return SIGTERM_EXIT
     except (BrokenPipeError, OutputClosed):

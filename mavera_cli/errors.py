@@ -11,10 +11,14 @@
     ├── ServerError                  8  server_error
     ├── ConnectionFailedError        9  connection
     ├── NotCompletedError           10  not_completed
+    │   └── RefusalError                (the model refused: the refusal text is the message)
     ├── InvalidOutputError          11  invalid_output
     ├── ToolFailedError             12  tool_failed
     ├── OutputFailedError           74  io_error       (stdout or a file could not be written)
-    └── InternalError                1  internal
+    ├── InternalError                1  internal
+    └── InterruptedRun             130  interrupted    (143 after SIGTERM: `status`)
+
+    Terminated (a BaseException)        SIGTERM, raised by entry's signal handler
 
 Only the standard library is imported here: every layer may raise these.
 """
@@ -73,7 +77,6 @@ class MaveraError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.reported = False  # already told to the renderer (the NDJSON error line is out)
 
     @property
     def kind(self) -> str:
@@ -128,6 +131,14 @@ class NotCompletedError(MaveraError):
     exit_code = ExitCode.not_completed
 
 
+class RefusalError(NotCompletedError):
+    """The model refused; its refusal text, on one line, is the whole message."""
+
+    def __init__(self, refusal: str) -> None:
+        super().__init__(" ".join(refusal.split()))
+        self.refusal = refusal
+
+
 class InvalidOutputError(MaveraError):
     exit_code = ExitCode.invalid_output
 
@@ -144,6 +155,28 @@ class OutputFailedError(MaveraError):
 
 class InternalError(MaveraError):
     exit_code = ExitCode.internal
+
+
+# What a shell reports for a process that SIGTERM ended (128 + 15).
+SIGTERM_STATUS = 143
+
+
+class InterruptedRun(MaveraError):
+    """A run stopped by Ctrl-C (exit 130) or SIGTERM (`status` 143), for the renderer to report
+    (the NDJSON `mavera.error` line); the KeyboardInterrupt or Terminated itself goes on to
+    the boundary, which ends the process."""
+
+    exit_code = ExitCode.interrupted
+
+    def __init__(self, *, terminated: bool = False) -> None:
+        super().__init__("terminated" if terminated else "interrupted")
+        # The process exit status: 143 is not an ExitCode (no row of its own in the table).
+        self.status = SIGTERM_STATUS if terminated else int(ExitCode.interrupted)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread by entry's handler so that output is flushed and
+    reported on the way out. A BaseException, like KeyboardInterrupt: no layer may catch it."""
 
 
 class OutputClosed(BaseException):

@@ -16,6 +16,7 @@ from mavera_cli.errors import (
     MaveraError,
     NotCompletedError,
     PartialStreamError,
+    RefusalError,
 )
 from mavera_cli.sse import SSEEvent
 
@@ -24,8 +25,18 @@ ARGUMENTS_DELTA = "response.function_call_arguments.delta"
 COMPLETED = "response.completed"
 FAILED = "response.failed"
 INCOMPLETE = "response.incomplete"
+TERMINAL_EVENTS = frozenset({COMPLETED, FAILED, INCOMPLETE})
 ERROR = "error"
+REFUSAL_DELTA = "response.refusal.delta"
+REFUSAL_DONE = "response.refusal.done"
 DONE_MARKER = b"[DONE]"
+
+
+class _NotParsed:
+    """json mode's final object has not been parsed (yet, or this is not json mode)."""
+
+
+NOT_PARSED = _NotParsed()
 
 
 class ResponseEvent:
@@ -67,7 +78,9 @@ def parse_event(sse: SSEEvent, parsed: Any = None) -> ResponseEvent | None:
         raise InvalidOutputError(f"malformed event data: expected a JSON object, got {_clip(raw)}")
     kind = data.get("type")
     if not isinstance(kind, str):
-        kind = sse.event  # a server that only names the event on the `event:` line
+        # No type: a Chat Completions-style error chunk (`data: {"error": {...}}`) says what an
+        # `error` event says; otherwise the server names the event on the `event:` line only.
+        kind = ERROR if "error" in data else sse.event
     return ResponseEvent(kind, data, raw)
 
 
@@ -93,8 +106,8 @@ def _parse_lenient(raw: bytes, exc: Exception) -> Any:
     raise InvalidOutputError(f"malformed event data (not JSON): {_clip(raw)}") from exc
 
 
-def _clip(raw: bytes, limit: int = 80) -> str:
-    text = raw.decode("utf-8", "replace")
+def _clip(raw: bytes | str, limit: int = 80) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
@@ -115,6 +128,25 @@ class FunctionCall:
     def arguments_text(self) -> str:
         return "".join(self.arguments)
 
+    def parsed_arguments(self) -> dict[str, Any]:
+        """The arguments as a JSON object; anything else is invalid model output (exit 11)."""
+        text = self.arguments_text
+        if not text.strip():
+            return {}  # a function without parameters; some servers send "" rather than "{}"
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidOutputError(
+                f"function call {self.name or '?'} ({self.call_id}): arguments are not valid "
+                f"JSON: {_clip(text)}"
+            ) from exc
+        if not isinstance(value, dict):
+            raise InvalidOutputError(
+                f"function call {self.name or '?'} ({self.call_id}): arguments are not a JSON "
+                f"object: {_clip(text)}"
+            )
+        return value
+
     def as_item(self) -> dict[str, Any]:
         """The `function_call` input item that replays this call to the model."""
         return {
@@ -126,45 +158,75 @@ class FunctionCall:
 
 
 class ResponseAccumulator:
-    """Folds a stream's events into how it ended, without keeping the text (memory stays flat).
+    """Folds one stream's events into how it ended: the one record of a stream that the core,
+    the renderers and the commands read.
 
-    The text renderer prints deltas as they come; only counts are kept here, for the
-    partial-stream message. Function calls are kept: they are small and `tools` needs them.
+    The output text is kept only when asked (`keep_text`: `json`, `tools`); otherwise only
+    counts are kept, for the partial-stream message, so memory stays flat however long the
+    answer. Function calls and a refusal are always kept: they are small.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_text: bool = False) -> None:
         self.events_seen = 0
         self.text_chars = 0
         self.terminal: ResponseEvent | None = None
         self.error_event: ResponseEvent | None = None
         self.done_marker = False
         self.calls: dict[str, FunctionCall] = {}  # by item id, in order of arrival
+        self.refusal: list[str] = []
+        # Append-only, so another thread (the JSON preview) may read it without a lock.
+        self.text_parts: list[str] | None = [] if keep_text else None
+        self.parsed_output: Any = NOT_PARSED  # json mode: the final text, parsed and checked
+
+    def add_text_delta(self, text: str) -> None:
+        """Fold in the text of one `response.output_text.delta` (the core's fast path)."""
+        self.events_seen += 1
+        self.text_chars += len(text)
+        if self.text_parts is not None:
+            self.text_parts.append(text)
 
     def add(self, event: ResponseEvent) -> None:
         """Fold one event in."""
-        self.events_seen += 1
         kind = event.type
         if kind == TEXT_DELTA:
             delta = event.data.get("delta")
             if isinstance(delta, str):
-                self.text_chars += len(delta)
-        elif kind == ARGUMENTS_DELTA:
-            call = self._call_for(event.data)
+                self.add_text_delta(delta)
+                return
+            self.events_seen += 1
+            return
+        self.events_seen += 1
+        if kind == ARGUMENTS_DELTA:
+            call = self.call_for(event.data)
             delta = event.data.get("delta")
             if call is not None and isinstance(delta, str):
                 call.arguments.append(delta)
         elif kind in ("response.output_item.added", "response.output_item.done"):
             self._on_item(event.data, done=kind.endswith("done"))
         elif kind == "response.function_call_arguments.done":
-            call = self._call_for(event.data)
+            call = self.call_for(event.data)
             arguments = event.data.get("arguments")
             if call is not None and isinstance(arguments, str):
                 call.arguments = [arguments]
-        elif kind in (COMPLETED, FAILED, INCOMPLETE):
+        elif kind in TERMINAL_EVENTS:
             if self.terminal is None:
                 self.terminal = event
-        elif kind == ERROR and self.error_event is None:
-            self.error_event = event
+        elif kind == ERROR:
+            if self.error_event is None:
+                self.error_event = event
+        elif kind == REFUSAL_DELTA:
+            delta = event.data.get("delta")
+            if isinstance(delta, str):
+                self.refusal.append(delta)
+        elif kind == REFUSAL_DONE:
+            refusal = event.data.get("refusal")
+            if isinstance(refusal, str):
+                self.refusal = [refusal]
+
+    def output_text(self) -> str:
+        """The output text (kept text, else the final response's): needs `keep_text`."""
+        text = "".join(self.text_parts or ())
+        return text or response_text(self.response)
 
     def _on_item(self, data: dict[str, Any], done: bool) -> None:
         item = data.get("item")
@@ -190,7 +252,8 @@ class ResponseAccumulator:
                 call.arguments = [arguments]
             call.done = True
 
-    def _call_for(self, data: dict[str, Any]) -> FunctionCall | None:
+    def call_for(self, data: dict[str, Any]) -> FunctionCall | None:
+        """The call an arguments event is about (by item id, else by output index)."""
         item_id = data.get("item_id")
         if isinstance(item_id, str) and item_id in self.calls:
             return self.calls[item_id]
@@ -232,6 +295,9 @@ class ResponseAccumulator:
         status = self.response.get("status", "completed")
         if status != "completed":
             return NotCompletedError(f"response.completed carried status {status!r}")
+        refusal = "".join(self.refusal) or response_refusal(self.response)
+        if refusal.strip():
+            return RefusalError(refusal)
         return None
 
 
@@ -277,11 +343,28 @@ def response_text(response: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def response_refusal(response: dict[str, Any]) -> str:
+    """The `refusal` parts of a response's message items, concatenated ("" if none)."""
+    parts: list[str] = []
+    output = response.get("output")
+    for item in output if isinstance(output, list) else ():
+        if not isinstance(item, dict) or item.get("type") != "message":
+            continue
+        content = item.get("content")
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict) and part.get("type") == "refusal":
+                text = part.get("refusal")
+                if isinstance(text, str):
+                    parts.append(text)
+    return "".join(parts)
+
+
 def response_outcome_error(response: dict[str, Any]) -> MaveraError | None:
     """For a non-streamed response: why it did not complete, or None if it did."""
     status = response.get("status", "completed")
     if status == "completed":
-        return None
+        refusal = response_refusal(response)
+        return RefusalError(refusal) if refusal.strip() else None
     if status == "failed":
         return NotCompletedError(f"response failed: {_response_error(response)}")
     if status == "incomplete":

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from mavera_cli.capture import CaptureWriter
 from mavera_cli.client import MaveraClient
 from mavera_cli.config import Settings, resolve_settings
-from mavera_cli.core import call_with_retries, run_stream, time_limit
+from mavera_cli.core import OutputParser, call_with_retries, run_stream, time_limit
 from mavera_cli.errors import MaveraError, OutputFailedError
 from mavera_cli.events import ResponseAccumulator
 from mavera_cli.options import DiagnosticOptions, RequestOptions
@@ -101,22 +101,31 @@ class Connection:
     settings: Settings
     client: MaveraClient
 
-    def stream(self, payload: dict[str, Any], renderer: Renderer) -> ResponseAccumulator:
-        """Stream one response through `renderer` (the one streaming core)."""
+    def stream(
+        self,
+        payload: dict[str, Any],
+        renderer: Renderer,
+        parse_output: OutputParser | None = None,
+    ) -> ResponseAccumulator:
+        """Stream one response through `renderer` (the one streaming core); `parse_output`
+        checks a `json` answer whatever the renderer."""
         inv = self.invocation
         capture = self._capture()
-        if inv.opts.usage:
-            renderer = UsageTap(renderer, inv.usage)
+        tapped = UsageTap(renderer, inv.usage) if inv.opts.usage else renderer
         # The spinner runs until the first byte arrives, and never outlives this call.
         with self.spinner() as spinner:
-            return run_stream(
-                lambda: self.client.open_stream(payload),
-                renderer,
-                retries=self.settings.retries,
-                capture=capture,
-                on_retry=announce_retry(inv.terminal),
-                on_first_chunk=spinner.stop,
-            )
+            try:
+                return run_stream(
+                    lambda: self.client.open_stream(payload),
+                    tapped,
+                    retries=self.settings.retries,
+                    capture=capture,
+                    on_retry=announce_retry(inv.terminal),
+                    on_first_chunk=spinner.stop,
+                    parse_output=parse_output,
+                )
+            finally:
+                renderer.close()  # also for Ctrl-C or a closed pipe: no preview outlives it
 
     def create(self, payload: dict[str, Any]) -> dict[str, Any]:
         """One non-streamed response (`ask`), counted for --usage; --save-raw keeps its body."""

@@ -33,8 +33,7 @@ class Reporter:
         """Tell the product's reader (NDJSON's last line), then the person (one stderr line)."""
         try:
             if self.renderer is not None:
-                if not error.reported:  # TODO(merge core): renderers' fail becomes idempotent
-                    self.renderer.fail(error, None)  # a no-op if the core already told it
+                self.renderer.fail(error, None)  # a no-op if the core already told it
             elif self.ndjson_stdout is not None:
                 from mavera_cli.render import OutputSink
                 from mavera_cli.render.ndjson import error_line

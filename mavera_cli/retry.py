@@ -5,6 +5,7 @@ The caller sleeps (through an injected function), so the policy is tested withou
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,9 @@ from mavera_cli.errors import (
 INITIAL_BACKOFF = 0.5  # seconds before the first retry, doubled each time
 MAX_BACKOFF = 8.0
 JITTER = 0.25  # up to a quarter of each wait is taken off at random, to spread clients out
-MAX_RETRY_AFTER = 60.0  # a server asking for longer than this gets capped, not obeyed blindly
+# The longest Retry-After mavera waits out. A server asking for longer is not retried early
+# (that is sure to be refused again): the run ends at once, saying when to come back.
+MAX_RETRY_AFTER = 60.0
 
 RETRYABLE = (
     RateLimitedError,
@@ -66,7 +69,23 @@ def parse_retry_after(
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - now())
+    # An HTTP date has whole seconds: so does the wait (rounded up, never early).
+    return float(max(0, math.ceil(when.timestamp() - now())))
+
+
+def too_long_to_wait(retry_after: float) -> bool:
+    """Whether the server asks for a longer wait than mavera retries after."""
+    return retry_after > MAX_RETRY_AFTER
+
+
+def come_back_after(retry_after: float, now: Callable[[], float] = time.time) -> str:
+    """When to try again, for the message of a run that gave up on a long Retry-After."""
+    seconds = math.ceil(retry_after)
+    until = time.strftime("%H:%M:%S", time.gmtime(now() + seconds))
+    return (
+        f"the server asks to wait {seconds}s (until {until} UTC), longer than mavera waits "
+        f"({MAX_RETRY_AFTER:g}s): not retried, try again then"
+    )
 
 
 def backoff(
@@ -76,6 +95,6 @@ def backoff(
 ) -> float:
     """How long to wait before the next try."""
     if retry_after is not None:
-        return min(float(retry_after), MAX_RETRY_AFTER)
+        return min(float(retry_after), MAX_RETRY_AFTER)  # longer ones are not retried at all
     base = min(INITIAL_BACKOFF * 2.0**retries_taken, MAX_BACKOFF)
     return base * (1 - JITTER * rand())

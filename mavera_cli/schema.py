@@ -1,15 +1,19 @@
-"""`mavera json --schema`: load the schema (a file or inline JSON) and check the final object.
+"""`mavera json`: load the `--schema` (a file or inline JSON), and turn the final output text
+into the checked JSON value.
 
 A schema that cannot be read or is not a JSON Schema is a usage error (exit 2), found before
-any request is sent; an object that fails it is invalid output (exit 11). jsonschema is
-imported only when a schema is actually used: it is slow to import.
+any request is sent; final text that is not JSON, or an object that fails the schema, is
+invalid output (exit 11), whatever renders it. jsonschema is imported only when a schema is
+actually used: it is slow to import.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +79,8 @@ def _schema_name(explicit: str | None, stem: str | None) -> str:
 
 
 def _check_schema(document: dict[str, Any], source: str) -> None:
-    from jsonschema.exceptions import SchemaError
-    from jsonschema.validators import validator_for
+    from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped, unused-ignore]
+    from jsonschema.validators import validator_for  # type: ignore[import-untyped, unused-ignore]
 
     validator = validator_for(document)
     try:
@@ -89,8 +93,8 @@ def _check_schema(document: dict[str, Any], source: str) -> None:
 
 def validate_output(instance: Any, schema: dict[str, Any]) -> None:
     """Check the final object against the schema; raise InvalidOutputError naming the path."""
-    from jsonschema.exceptions import best_match
-    from jsonschema.validators import validator_for
+    from jsonschema.exceptions import best_match  # type: ignore[import-untyped, unused-ignore]
+    from jsonschema.validators import validator_for  # type: ignore[import-untyped, unused-ignore]
     from referencing.exceptions import Unresolvable
 
     validator = validator_for(schema)(schema)
@@ -105,6 +109,44 @@ def validate_output(instance: Any, schema: dict[str, Any]) -> None:
         raise InvalidOutputError(
             f"the output does not match the schema at {error.json_path}: {_clip(error.message)}"
         )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_loads(text: str) -> Any:
+    """Parse JSON as RFC 8259 has it: no NaN or Infinity (Python's json accepts them)."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def check_final_json(text: str, schema: dict[str, Any] | None = None) -> Any:
+    """The completed output text as a JSON value, matched against `schema` if given.
+
+    Raises InvalidOutputError (exit 11) for no text, text that is not strict JSON, or a value
+    that fails the schema.
+    """
+    if not text.strip():
+        raise InvalidOutputError("the response has no output text, so no JSON")
+    try:
+        value = strict_loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidOutputError(
+            f"the output is not valid JSON: {exc.msg} at line {exc.lineno} column "
+            f"{exc.colno} ({len(text)} characters received)"
+        ) from exc
+    except ValueError as exc:  # NaN / Infinity
+        raise InvalidOutputError(f"the output is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidOutputError("the output is not usable JSON: nested too deeply") from exc
+    if schema is not None:
+        validate_output(value, schema)
+    return value
+
+
+def json_output_parser(schema: dict[str, Any] | None = None) -> Callable[[str], Any]:
+    """`check_final_json` for this schema: what `core.run_stream(parse_output=…)` takes."""
+    return partial(check_final_json, schema=schema)
 
 
 def _kind(value: Any) -> str:

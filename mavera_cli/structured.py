@@ -11,7 +11,7 @@ from mavera_cli.options import RequestOptions
 from mavera_cli.payload import build_payload
 from mavera_cli.render.choose import OutputMode, renderer_for
 from mavera_cli.reporting import Reporter
-from mavera_cli.schema import JSON_OBJECT_FORMAT, load_schema
+from mavera_cli.schema import JSON_OBJECT_FORMAT, json_output_parser, load_schema
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,9 @@ def run_json(
         request.check()
         schema = load_schema(request.schema, request.schema_name) if request.schema else None
         text_format = schema.text_format(request.strict) if schema else dict(JSON_OBJECT_FORMAT)
-        if schema is not None and hasattr(renderer, "schema"):
-            renderer.schema = schema.document
+        # Checked whatever the renderer: `--events` exits 11 on bad JSON too.
+        parse_output = json_output_parser(schema.document if schema else None)
         prompt = inv.read_prompt(words)
         with inv.connect() as api:
             payload = build_payload(api.settings, prompt, stream=True, text_format=text_format)
-            try:
-                api.stream(payload, renderer)
-            finally:
-                close = getattr(renderer, "close", None)
-                if close is not None:
-                    close()  # Ctrl-C or a closed pipe: the preview goes too
+            api.stream(payload, renderer, parse_output)

@@ -15,7 +15,6 @@ from mavera_cli import tools as tooling
 from mavera_cli.invocation import invocation
 from mavera_cli.options import RequestOptions
 from mavera_cli.payload import build_payload
-from mavera_cli.render.calls import ToolRoundRenderer
 from mavera_cli.render.choose import OutputMode, renderer_for
 from mavera_cli.reporting import Reporter
 
@@ -75,7 +74,8 @@ def run_tools(
                     api.settings, input, stream=True, tools=definitions, tool_choice=round_choice
                 )
                 accumulator = api.stream(payload, renderer)
-                text = renderer.take_text() if isinstance(renderer, ToolRoundRenderer) else ""
+                # The round's text, for the conversation (tool renderers keep it: needs_text).
+                text = accumulator.output_text()
                 return tooling.RoundResult(list(accumulator.calls.values()), text)
 
             if commands:

@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from mavera_cli.errors import InvalidOutputError, ToolFailedError, UsageError
 from mavera_cli.events import FunctionCall
 
@@ -165,33 +163,14 @@ def parse_exec(
 
 
 def parse_arguments(call: FunctionCall) -> dict[str, Any]:
-    """A call's arguments as a JSON object; anything else is invalid model output (exit 11)."""
-    text = call.arguments_text
-    if not text.strip():
-        return {}  # a function without parameters; some servers send "" rather than "{}"
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidOutputError(
-            f"function call {call.name or '?'} ({call.call_id}): arguments are not valid JSON: "
-            f"{_clip(text)}"
-        ) from exc
-    if not isinstance(value, dict):
-        raise InvalidOutputError(
-            f"function call {call.name or '?'} ({call.call_id}): arguments are not a JSON "
-            f"object: {_clip(text)}"
-        )
-    return value
+    """A call's arguments as a JSON object (see FunctionCall.parsed_arguments), else exit 11."""
+    return call.parsed_arguments()
 
 
 def check_arguments(calls: Iterable[FunctionCall]) -> None:
     """Raise InvalidOutputError (exit 11) if any call's arguments are not a JSON object."""
     for call in calls:
         parse_arguments(call)
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def tool_environment(environ: Mapping[str, str], name: str, call_id: str) -> dict[str, str]:

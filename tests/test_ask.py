@@ -27,7 +27,10 @@ def test_prints_all_output_text_parts_in_order(server) -> None:
         }
     )
     server.script(lambda ex, wire: wire.respond(200, response))
-    assert ask(server).stdout == b"first second!\n"
+    # A refusal part is never printed; it makes the exit 10 (issue 11 item 14: it was 0).
+    result = ask(server, expect=10)
+    assert result.stdout == b"first second!\n"
+    assert result.stderr == "mavera: error: no\n"
     assert server.requests[0].json()["stream"] is False
 
 

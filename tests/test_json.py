@@ -266,7 +266,7 @@ def test_response_failed_exits_10_and_writes_nothing(server) -> None:
     one_line_error(result.stderr, "the model fell over")
 
 
-def test_refusal_exits_11_quoting_it(server) -> None:
+def test_refusal_exits_10_with_the_refusal_as_the_message(server) -> None:
     refusal = {
         "type": "response.refusal.delta",
         "item_id": "msg_1",
@@ -276,9 +276,9 @@ def test_refusal_exits_11_quoting_it(server) -> None:
     }
     events = text_stream([])
     serve(server, [*events[:3], sse_event(refusal), *events[3:]])
-    result = run_mavera(json_args(server), expect=11)
+    result = run_mavera(json_args(server), expect=10)  # issue 11 item 14: it was 11
     assert result.stdout == b""
-    one_line_error(result.stderr, "refused", "I can't help with that.")
+    assert one_line_error(result.stderr) == "mavera: error: I can't help with that."
 
 
 # --- --partial and --events ------------------------------------------------------------------

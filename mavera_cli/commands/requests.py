@@ -123,6 +123,7 @@ def replay(
     from mavera_cli.invocation import open_terminal, standard_streams
     from mavera_cli.render import OutputSink
     from mavera_cli.render.choose import OutputMode, renderer_for
+    from mavera_cli.schema import json_output_parser
 
     reporter = reporter_of(ctx)
     stdout, _, _ = standard_streams()
@@ -135,7 +136,11 @@ def replay(
         output, OutputSink(stdout), terminal, final_newline=not no_newline, pretty=stdout.isatty()
     )
     reporter.renderer = renderer
-    run_stream(lambda: replay_chunks(path), renderer)
+    parse_output = json_output_parser() if output is OutputMode.json else None
+    try:
+        run_stream(lambda: replay_chunks(path), renderer, parse_output=parse_output)
+    finally:
+        renderer.close()
 
 
 @request_options

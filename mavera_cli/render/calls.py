@@ -14,7 +14,6 @@ import orjson
 from mavera_cli.errors import MaveraError
 from mavera_cli.events import (
     ARGUMENTS_DELTA,
-    TEXT_DELTA,
     FunctionCall,
     ResponseAccumulator,
     ResponseEvent,
@@ -22,7 +21,6 @@ from mavera_cli.events import (
 from mavera_cli.render import OutputSink, Renderer
 from mavera_cli.render.ndjson import error_line
 from mavera_cli.terminal import Terminal
-from mavera_cli.tools import parse_arguments
 
 ITEM_ADDED = "response.output_item.added"
 ITEM_DONE = "response.output_item.done"
@@ -76,44 +74,48 @@ class CallProgress:
             pass  # stderr gone: the product on stdout still matters
 
 
-class _CallWatcher:
-    """Folds events into calls of its own, so a call is known complete the moment it is."""
+class _CallWatcher(Renderer):
+    """Watches the stream's accumulator for calls, so a call is known complete the moment it is.
+
+    The core folds each event into the accumulator before the renderer sees it: the calls are
+    read from there, never folded a second time.
+    """
+
+    needs_text = True  # the model's text besides calls is read from the accumulator
 
     def __init__(self, terminal: Terminal | None = None) -> None:
-        self._calls = ResponseAccumulator()
+        self._accumulator: ResponseAccumulator | None = None
         self._reported: set[str] = set()  # item ids of calls already complete
         self._progress: CallProgress | None = None
-        self._text: list[str] = []  # what the model wrote besides calls
         if terminal is not None:
             self.show_progress_on(terminal)
-
-    def _collect_text(self, event: ResponseEvent) -> bool:
-        """Keep a text delta's text; True if the event was one."""
-        if event.type != TEXT_DELTA:
-            return False
-        delta = event.data.get("delta")
-        if isinstance(delta, str):
-            self._text.append(delta)
-        return True
 
     def show_progress_on(self, terminal: Terminal) -> None:
         """Show calls live on stderr, if it is a terminal a person is watching."""
         self._progress = CallProgress(terminal) if terminal.decorative else None
 
+    def start(self, accumulator: ResponseAccumulator) -> None:
+        self._accumulator = accumulator
+        self._reported.clear()
+
+    def _calls(self) -> dict[str, FunctionCall]:
+        return self._accumulator.calls if self._accumulator is not None else {}
+
     def _watch(self, event: ResponseEvent) -> list[FunctionCall]:
-        """Fold one event in; the calls it completed, if any."""
-        calls = self._calls.calls
-        known = len(calls)
-        self._calls.add(event)
+        """After `event` was folded in: the calls it completed, if any."""
         kind = event.type
         progress = self._progress
-        if kind == ARGUMENTS_DELTA and progress is not None:
-            call = self._call_for(event.data)
+        if kind == ARGUMENTS_DELTA and progress is not None and self._accumulator is not None:
+            call = self._accumulator.call_for(event.data)
             delta = event.data.get("delta")
             if call is not None and isinstance(delta, str):
                 progress.delta(call, delta)
-        elif kind == ITEM_ADDED and progress is not None and len(calls) > known:
-            progress.started(list(calls.values())[-1])
+        elif kind == ITEM_ADDED and progress is not None:
+            item = event.data.get("item")
+            if isinstance(item, dict) and item.get("type") == "function_call":
+                calls = self._calls()
+                if calls:
+                    progress.started(list(calls.values())[-1])
         elif kind == ITEM_DONE:
             return self._newly_done()
         return []
@@ -121,7 +123,7 @@ class _CallWatcher:
     def _newly_done(self) -> list[FunctionCall]:
         done = [
             call
-            for call in self._calls.calls.values()
+            for call in self._calls().values()
             if call.done and call.item_id not in self._reported
         ]
         for call in done:
@@ -132,25 +134,17 @@ class _CallWatcher:
 
     def _leftovers(self) -> list[FunctionCall]:
         """Calls whose arguments arrived but whose `output_item.done` never did."""
-        left = [call for call in self._calls.calls.values() if call.item_id not in self._reported]
+        left = [call for call in self._calls().values() if call.item_id not in self._reported]
         self._reported.update(call.item_id for call in left)
         return left
 
-    def _call_for(self, data: dict[str, Any]) -> FunctionCall | None:
-        calls = self._calls.calls
-        item_id = data.get("item_id")
-        if isinstance(item_id, str) and item_id in calls:
-            return calls[item_id]
-        index = data.get("output_index")
-        return next((c for c in calls.values() if c.output_index == index), None)
+    def _text(self) -> str:
+        """What the model wrote besides calls, in this response."""
+        return self._accumulator.output_text() if self._accumulator is not None else ""
 
     def _end_progress(self) -> None:
         if self._progress is not None:
             self._progress.end_line()
-
-    def _start_over(self) -> None:
-        self._calls = ResponseAccumulator()
-        self._reported.clear()
 
 
 class CallsRenderer(_CallWatcher):
@@ -164,18 +158,16 @@ class CallsRenderer(_CallWatcher):
         super().__init__(terminal)
         self._sink = sink
         self._pending: list[bytes] = []
-        self._failed = False
 
     def on_event(self, event: ResponseEvent) -> None:
-        if self._collect_text(event):
-            return
         for call in self._watch(event):
             self._pending.append(call_line(call))
 
     def flush(self) -> None:
         if self._pending:
-            self._sink.write(b"".join(self._pending))
-            self._pending.clear()
+            # Taken before writing: a Ctrl-C landing in the write must not write them twice.
+            lines, self._pending = self._pending, []
+            self._sink.write(b"".join(lines))
 
     def finish(self, accumulator: ResponseAccumulator) -> None:
         self._pending.extend(call_line(call) for call in self._leftovers())
@@ -183,18 +175,14 @@ class CallsRenderer(_CallWatcher):
         self._write_text()
         self._sink.end()
 
-    def fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
-        if self._failed:
-            return  # told twice (the core, then the command's boundary): one line is enough
-        self._failed = True
+    def _fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
         self._end_progress()
         self._write_text()
         self._sink.write(error_line(error))
         self._sink.end()
 
     def _write_text(self) -> None:
-        text = "".join(self._text)
-        self._text.clear()
+        text = self._text()
         if text:
             self._pending.append(_line({"type": "text", "text": text}))
         self.flush()
@@ -207,7 +195,7 @@ def call_line(call: FunctionCall) -> bytes:
             "type": "function_call",
             "call_id": call.call_id,
             "name": call.name,
-            "arguments": parse_arguments(call),
+            "arguments": call.parsed_arguments(),
         }
     )
 
@@ -220,15 +208,23 @@ class ToolRoundRenderer(_CallWatcher):
     """`--exec` (or `--events`): the product renderer of each round, plus what the loop needs.
 
     Everything goes to `product` (text like `stream`, or NDJSON events); the round's text is
-    kept for the conversation and the calls are shown on a terminal as they stream in.
+    read from the round's accumulator for the conversation, and the calls are shown on a
+    terminal as they stream in.
     """
 
     def __init__(self, product: Renderer, terminal: Terminal | None = None) -> None:
         super().__init__(terminal)
         self._product = product
+        # Text deltas take the product's fast path; nothing is truncated (calls arrive whole
+        # in `output_item.done`, and the accumulator needs them).
+        self.delta_sink = product.delta_sink
+
+    def start(self, accumulator: ResponseAccumulator) -> None:
+        super().start(accumulator)
+        self._product.start(accumulator)
 
     def on_event(self, event: ResponseEvent) -> None:
-        if not self._collect_text(event) and self._progress is not None:
+        if self._progress is not None:
             self._watch(event)
         self._product.on_event(event)
 
@@ -238,14 +234,11 @@ class ToolRoundRenderer(_CallWatcher):
     def finish(self, accumulator: ResponseAccumulator) -> None:
         self._end_progress()
         self._product.finish(accumulator)
-        self._start_over()
 
-    def fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
+    def _fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
         self._end_progress()
         self._product.fail(error, accumulator)
 
     def take_text(self) -> str:
-        """The text the model wrote since the last call (this round's, for the conversation)."""
-        text = "".join(self._text)
-        self._text.clear()
-        return text
+        """The text the model wrote in the last round (for the conversation)."""
+        return self._text()

@@ -6,12 +6,12 @@ from typing import Any
 
 import orjson
 
-from mavera_cli.errors import MaveraError
+from mavera_cli.errors import InterruptedRun, MaveraError
 from mavera_cli.events import ResponseAccumulator, ResponseEvent
-from mavera_cli.render import OutputSink
+from mavera_cli.render import OutputSink, Renderer
 
 
-class NdjsonRenderer:
+class NdjsonRenderer(Renderer):
     """Passes every event through untouched, one compact line each, flushed per network read."""
 
     def __init__(self, sink: OutputSink) -> None:
@@ -29,15 +29,16 @@ class NdjsonRenderer:
 
     def flush(self) -> None:
         if self._pending:
-            self._pending.append(b"")
-            self._sink.write(b"\n".join(self._pending))
-            self._pending.clear()
+            # Taken before writing: a Ctrl-C landing in the write must not write them twice.
+            lines, self._pending = self._pending, []
+            lines.append(b"")
+            self._sink.write(b"\n".join(lines))
 
     def finish(self, accumulator: ResponseAccumulator) -> None:
         self.flush()
         self._sink.end()
 
-    def fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
+    def _fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
         self.flush()
         self._sink.write(error_line(error))
         self._sink.end()
@@ -59,10 +60,12 @@ def _unescaped_if_key(
 
 def error_line(error: MaveraError) -> bytes:
     """The `mavera.error` line that tells a `jq` pipeline how the command ended."""
+    # A run ended by SIGTERM reports 143, the status the process ends with.
+    status = error.status if isinstance(error, InterruptedRun) else int(error.exit_code)
     return orjson.dumps(
         {
             "type": "mavera.error",
-            "exit_code": int(error.exit_code),
+            "exit_code": status,
             "error": error.kind,
             "message": error.message,
         },

@@ -1,13 +1,16 @@
 """`mavera json`: a live partial-JSON preview on stderr, the final JSON on stdout.
 
 Nothing reaches stdout until the response completed and its text parsed (and matched the
-schema), so a pipe never sees invalid JSON. With `--partial`, stdout instead gets NDJSON: the
-best current object each time it changes, then the final object.
+schema: `schema.check_final_json`, run by the core), so a pipe never sees invalid JSON. With
+`--partial`, stdout instead gets NDJSON: the best current object each time it changes, then
+the final object. The renderer only shows: the text is the accumulator's, the checked value
+is `accumulator.parsed_output`.
 
 Partial parsing is slow (pure Python, linear in the text so far), so it never runs on the
 thread that reads the stream: a `_Follower` thread re-parses the text at a bounded rate and
-CPU share, and the preview and `--partial` only ever use its newest result. rich and
-partial_json_parser are imported only when used: start-up stays cheap.
+CPU share, and the preview and `--partial` only ever use its newest result; a `--partial`
+line is written by the follower as soon as its object changes. rich and partial_json_parser
+are imported only when used: start-up stays cheap.
 """
 
 from __future__ import annotations
@@ -19,14 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mavera_cli.errors import InvalidOutputError, MaveraError
-from mavera_cli.events import TEXT_DELTA, ResponseAccumulator, ResponseEvent, response_text
-from mavera_cli.render import OutputSink
+from mavera_cli.errors import InternalError, InvalidOutputError, MaveraError, OutputClosed
+from mavera_cli.events import NOT_PARSED, TEXT_DELTA, ResponseAccumulator, ResponseEvent
+from mavera_cli.render import OutputSink, Renderer
 from mavera_cli.render.ndjson import error_line
+from mavera_cli.schema import strict_loads
 from mavera_cli.terminal import Terminal
 
-REFUSAL_DELTA = "response.refusal.delta"
-REFUSAL_DONE = "response.refusal.done"
 # The preview is redrawn at most this many times a second.
 PREVIEW_REFRESH_PER_SECOND = 10
 # The text is re-parsed at most once per interval: for the preview, and for --partial lines.
@@ -47,20 +49,11 @@ class _NotYet:
 NOT_YET = _NotYet()
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def strict_loads(text: str) -> Any:
-    """Parse JSON as RFC 8259 has it: no NaN or Infinity (Python's json accepts them)."""
-    return json.loads(text, parse_constant=_reject_constant)
-
-
 def parse_partial(text: str) -> Any:
     """The best current object for incomplete JSON text, or NOT_YET if there is none yet."""
     if not text.strip():
         return NOT_YET
-    from partial_json_parser import loads
+    from partial_json_parser import loads  # type: ignore[import-untyped, unused-ignore]
 
     try:
         return loads(text, parser=strict_loads)
@@ -86,8 +79,10 @@ def dump_json(value: Any, *, indent: int | None = None) -> bytes:
         return json.dumps(value, allow_nan=False, indent=indent, separators=separators).encode()
 
 
-class JsonRenderer:
-    """Accumulates the output text; previews it on stderr; writes JSON only once it is valid."""
+class JsonRenderer(Renderer):
+    """Previews the output text on stderr; writes the checked JSON value once it completed."""
+
+    needs_text = True  # the preview and --partial read the text from the accumulator
 
     def __init__(
         self,
@@ -96,89 +91,60 @@ class JsonRenderer:
         *,
         pretty: bool = False,
         partial: bool = False,
-        schema: dict[str, Any] | None = None,
         final_newline: bool = True,
     ) -> None:
         self._sink = sink
         self._terminal = terminal
         self._pretty = pretty
         self._partial = partial
-        self.schema = schema
+        # Without --partial nothing is written before the end: a broken stream may be retried.
+        self.holds_output = not partial
         self._final_newline = final_newline
-        self._lock = threading.Lock()
-        self._parts: list[str] = []
-        self._received = 0
-        self._refusal: list[str] = []
-        self._ended = False
-        self._started = False
+        self._accumulator: ResponseAccumulator | None = None
         self._follower: _Follower | None = None
         self._preview: _Preview | None = None
-        self._written_version = 0
+        # The follower thread writes --partial lines: `_lock` makes it and the stream's
+        # thread take turns on stdout, and no line follows the final one (`_ended`).
+        self._lock = threading.Lock()
+        self._ended = False
         self._last_line: bytes | None = None
+        self._output_closed = False
 
     def use_terminal(self, terminal: Terminal) -> None:
         """The stderr terminal for the preview, known once settings are resolved."""
         self._terminal = terminal
 
-    def text(self) -> str:
-        """The output text received so far (called from the follower thread too)."""
-        with self._lock:
-            if len(self._parts) > 1:
-                self._parts[:] = ["".join(self._parts)]
-            return self._parts[0] if self._parts else ""
+    def start(self, accumulator: ResponseAccumulator) -> None:
+        self.close()  # a retry starts the preview again
+        self._accumulator = accumulator
 
     def on_event(self, event: ResponseEvent) -> None:
-        kind = event.type
-        if kind == TEXT_DELTA:
-            delta = event.data.get("delta")
-            if isinstance(delta, str) and delta:
-                with self._lock:
-                    self._parts.append(delta)
-                self._received += len(delta)
-                if not self._started:
-                    self._start_following()
-        elif kind == REFUSAL_DELTA:
-            delta = event.data.get("delta")
-            if isinstance(delta, str):
-                self._refusal.append(delta)
-        elif kind == REFUSAL_DONE:
-            refusal = event.data.get("refusal")
-            if isinstance(refusal, str):
-                self._refusal = [refusal]
+        if event.type == TEXT_DELTA and self._follower is None and not self._ended:
+            self._start_following()
 
     def flush(self) -> None:
-        if self._partial and self._follower is not None and not self._ended:
-            self._write_snapshot(self._follower)
+        if self._output_closed:
+            raise OutputClosed()  # found by the follower: end here, on the stream's thread
 
     def finish(self, accumulator: ResponseAccumulator) -> None:
+        with self._lock:
+            self._ended = True
         self.close()
-        if self._ended:
-            return
-        self._ended = True
-        try:
-            value = self._final_value(accumulator)
-            if self.schema is not None:
-                from mavera_cli.schema import validate_output
-
-                validate_output(value, self.schema)
-            if self._partial:
-                data = dump_json(value) + b"\n"
-            else:
-                data = dump_json(value, indent=2 if self._pretty else None)
-                data += b"\n" if self._final_newline else b""
-        except MaveraError as error:
-            if self._partial:
-                self._sink.write(error_line(error))
-            self._sink.end()
-            raise
+        value = accumulator.parsed_output
+        if value is NOT_PARSED:
+            raise InternalError("json output was not parsed: run_stream needs parse_output")
+        if self._partial:
+            data = dump_json(value) + b"\n"
+        else:
+            data = dump_json(value, indent=2 if self._pretty else None)
+            data += b"\n" if self._final_newline else b""
         self._sink.write(data)
         self._sink.end()
 
-    def fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
+    def _fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
+        with self._lock:
+            self._ended = True
         self.close()
-        if self._ended:
-            return
-        self._ended = True
         if self._partial:
             self._sink.write(error_line(error))
         self._sink.end()
@@ -192,53 +158,55 @@ class JsonRenderer:
         if preview is not None:
             preview.stop()
 
-    def _final_value(self, accumulator: ResponseAccumulator) -> Any:
-        text = self.text()
-        if not text:
-            # A server that sends no deltas still puts the text in the final response.
-            text = response_text(accumulator.response)
-        if not text.strip():
-            refusal = " ".join("".join(self._refusal).split())
-            if refusal:
-                raise InvalidOutputError(f"the model refused: {refusal}")
-            raise InvalidOutputError("the response has no output text, so no JSON")
-        try:
-            return strict_loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidOutputError(
-                f"the output is not valid JSON: {exc.msg} at line {exc.lineno} column "
-                f"{exc.colno} ({len(text)} characters received)"
-            ) from exc
-        except ValueError as exc:  # NaN / Infinity
-            raise InvalidOutputError(f"the output is not valid JSON: {exc}") from exc
-        except RecursionError as exc:
-            raise InvalidOutputError("the output is not usable JSON: nested too deeply") from exc
-
     def _start_following(self) -> None:
-        self._started = True
+        accumulator = self._accumulator
+        if accumulator is None or accumulator.text_parts is None:
+            return  # not started by the core with the text kept: nothing to follow
         terminal = self._terminal
+        text = _TextSoFar(accumulator.text_parts)
         if self._partial:
-            self._follower = _Follower(self.text, PARTIAL_PARSE_INTERVAL)
+            self._follower = _Follower(text, PARTIAL_PARSE_INTERVAL)
+            self._follower.on_value(self._write_snapshot)
         elif terminal is not None and terminal.decorative:
-            self._follower = _Follower(self.text, PREVIEW_PARSE_INTERVAL)
-            self._preview = _Preview(terminal, self._follower, lambda: self._received)
+            self._follower = _Follower(text, PREVIEW_PARSE_INTERVAL)
+            self._preview = _Preview(terminal, self._follower, lambda: accumulator.text_chars)
             self._preview.start()
         if self._follower is not None:
             self._follower.start()
 
-    def _write_snapshot(self, follower: _Follower) -> None:
-        # Lines are written here, on the stream's thread, so stdout has one writer.
-        version, value = follower.latest()
-        if version == self._written_version:
-            return
-        self._written_version = version
+    def _write_snapshot(self, value: Any) -> None:
+        # On the follower thread, as soon as a parse gives a new object: a line must not
+        # wait for the next network read, which may be long in coming.
         try:
             line = dump_json(value) + b"\n"
         except InvalidOutputError:
             return  # a half-received number out of range: wait for more text
-        if line != self._last_line:
+        with self._lock:
+            if self._ended or line == self._last_line:
+                return
             self._last_line = line
-            self._sink.write(line)
+            try:
+                self._sink.write(line)
+            except OutputClosed:
+                self._output_closed = True
+
+
+class _TextSoFar:
+    """The accumulator's kept text as one string, joined as it grows (the follower's thread).
+
+    The parts list is only ever appended to, so it is read here without a lock."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self._parts = parts
+        self._count = 0
+        self._text = ""
+
+    def __call__(self) -> str:
+        count = len(self._parts)
+        if count > self._count:
+            self._text += "".join(self._parts[self._count : count])
+            self._count = count
+        return self._text
 
 
 class _Follower:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from mavera_cli.errors import MaveraError
 from mavera_cli.events import TEXT_DELTA, ResponseAccumulator, ResponseEvent
-from mavera_cli.render import OutputSink
+from mavera_cli.render import OutputSink, Renderer
 
 
-class TextRenderer:
+class TextRenderer(Renderer):
     """Writes deltas, one write+flush per network read; ends with one newline unless told not to."""
 
     # Events whose content text mode never shows: the decoder may cut them short, so the
     # closing events that repeat a long answer cost no memory.
-    truncatable_events = frozenset(
+    truncatable_events: frozenset[str] = frozenset(
         {
             "response.created",
             "response.in_progress",
@@ -57,7 +57,7 @@ class TextRenderer:
     def finish(self, accumulator: ResponseAccumulator) -> None:
         self._end()
 
-    def fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
+    def _fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
         # The partial text stays; the newline keeps the shell prompt and the error off its line.
         self._end()
 

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mavera_cli.errors import MaveraError
-from mavera_cli.events import COMPLETED, FAILED, INCOMPLETE
-
-TERMINAL_EVENTS = frozenset({COMPLETED, FAILED, INCOMPLETE})
+from mavera_cli.events import TERMINAL_EVENTS, ResponseAccumulator, ResponseEvent
+from mavera_cli.render import Renderer
 
 
 @dataclass
@@ -54,27 +53,32 @@ class UsageMeter:
         return text + (f" over {self.responses} responses" if self.responses > 1 else "")
 
 
-class UsageTap:
+class UsageTap(Renderer):
     """Passes every renderer call through, and counts the final response for --usage."""
 
-    def __init__(self, renderer: Any, meter: UsageMeter) -> None:
+    def __init__(self, renderer: Renderer, meter: UsageMeter) -> None:
         self._renderer = renderer
         self._meter = meter
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._renderer, name)
-
-    @property
-    def truncatable_events(self) -> frozenset[str]:
         # The usage sits in the terminal event: it must arrive whole, however long.
-        wrapped = getattr(self._renderer, "truncatable_events", frozenset())
-        return frozenset(wrapped) - TERMINAL_EVENTS
+        self.truncatable_events = renderer.truncatable_events - TERMINAL_EVENTS
+        self.delta_sink = renderer.delta_sink
+        self.needs_text = renderer.needs_text
+        self.holds_output = renderer.holds_output
 
-    def finish(self, accumulator: Any) -> None:
+    def start(self, accumulator: ResponseAccumulator) -> None:
+        self._renderer.start(accumulator)
+
+    def on_event(self, event: ResponseEvent) -> None:
+        self._renderer.on_event(event)
+
+    def flush(self) -> None:
+        self._renderer.flush()
+
+    def finish(self, accumulator: ResponseAccumulator) -> None:
         self._meter.add(accumulator.response)
         self._renderer.finish(accumulator)
 
-    def fail(self, error: MaveraError, accumulator: Any) -> None:
+    def _fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
         if accumulator is not None:
             self._meter.add(accumulator.response)
         self._renderer.fail(error, accumulator)
