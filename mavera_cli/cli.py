@@ -26,7 +26,10 @@ from mavera_cli.terminal import Terminal
 
 def _exit_code_table() -> str:
     # "\b" keeps Click from re-wrapping the table into one paragraph.
-    rows = [f"{int(code):>3}  {code.name:<15} {text}" for code, text in EXIT_CODE_MEANINGS.items()]
+    width = max(len(code.name) for code in EXIT_CODE_MEANINGS)
+    rows = [
+        f"{int(code):>3}  {code.name:<{width}} {text}" for code, text in EXIT_CODE_MEANINGS.items()
+    ]
     more = "Run 'mavera COMMAND --help' for examples, 'man mavera' for everything."
     return "\b\nExit codes:\n" + "\n".join(rows) + "\n\n" + more
 

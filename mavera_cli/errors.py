@@ -13,6 +13,7 @@
     ├── NotCompletedError           10  not_completed
     ├── InvalidOutputError          11  invalid_output
     ├── ToolFailedError             12  tool_failed
+    ├── BatchIncompleteError        13  batch_incomplete  (`batch`: an item failed or never started)
     └── InternalError                1  internal
 
 Only the standard library is imported here: every layer may raise these.
@@ -41,6 +42,7 @@ class ExitCode(IntEnum):
     not_completed = 10
     invalid_output = 11
     tool_failed = 12
+    batch_incomplete = 13
     interrupted = 130
 
 
@@ -49,15 +51,18 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.internal: "an unexpected error (a bug; please report it)",
     ExitCode.usage: "bad flags or arguments, no prompt, unreadable input or schema file",
     ExitCode.auth: "no API key, 401, 403",
-    ExitCode.rejected: "any other 4xx (400, 402, 404, 409, 413, 422 ...)",
+    ExitCode.rejected: "any other 4xx (400, 402, 404, 409, 413, 422 ...), or a 3xx redirect "
+    "(not followed)",
     ExitCode.rate_limited: "429 after the retries were used up",
     ExitCode.timeout: "--timeout or --max-time passed, before or during the stream",
     ExitCode.partial_stream: "the stream broke or ended before response.completed",
     ExitCode.server_error: "5xx after the retries were used up",
     ExitCode.connection: "DNS, refused, reset before any response, TLS failure",
-    ExitCode.not_completed: "response.failed, response.incomplete, or an error event",
+    ExitCode.not_completed: "response.failed or .incomplete, an error event or Chat-style "
+    "error chunk, a refusal",
     ExitCode.invalid_output: "output is not valid JSON or fails the schema; malformed event data",
     ExitCode.tool_failed: "tools --exec: a local command failed or the round limit was reached",
+    ExitCode.batch_incomplete: "batch: one or more items did not complete or were not started",
     ExitCode.interrupted: "interrupted (Ctrl-C)",
 }
 
@@ -131,6 +136,10 @@ class InvalidOutputError(MaveraError):
 
 class ToolFailedError(MaveraError):
     exit_code = ExitCode.tool_failed
+
+
+class BatchIncompleteError(MaveraError):
+    exit_code = ExitCode.batch_incomplete
 
 
 class InternalError(MaveraError):
