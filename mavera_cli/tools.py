@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from mavera_cli.config import seconds
 from mavera_cli.errors import InvalidOutputError, ToolFailedError, UsageError
 from mavera_cli.events import FunctionCall
 
@@ -269,8 +270,7 @@ class ToolExecutor:
     debug: Callable[[str], None] = lambda message: None
 
     def __post_init__(self) -> None:
-        if not self.timeout > 0:
-            raise UsageError(f"--tool-timeout must be more than 0, got {self.timeout:g}")
+        seconds("--tool-timeout", self.timeout)  # a UsageError unless 0 < timeout <= the cap
 
     def check(self, calls: Sequence[FunctionCall]) -> None:
         """Before anything runs: every call is valid and has a command to answer it."""
