@@ -25,6 +25,8 @@ import json
 from collections.abc import Mapping
 from enum import IntEnum
 
+from mavera_cli.printable import terminal_safe
+
 
 class ExitCode(IntEnum):
     """The contract's exit codes; the member names are the contract's names."""
@@ -185,6 +187,23 @@ def _html_title(html: str) -> str:
     if start == -1 or end == -1:
         return ""
     return " ".join(html[start + len("<title>") : end].split())[:_MAX_QUOTED_BODY]
+
+
+def redirect_error(status: int, location: str | None, requested: str) -> RejectedError:
+    """A 3xx: never followed, since the key would go wherever it points; the message names
+    the target (resolved against `requested`, the URL asked for) and the --base-url to try."""
+    if not location:
+        return RejectedError(f"HTTP {status}: a redirect without a Location; not followed")
+    location = terminal_safe(location)
+    advice = "use that URL as --base-url if you trust it"
+    # The same endpoint somewhere else: the base URL to try is the target without it.
+    endpoint = "/" + requested.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    target = location.split("?", 1)[0].rstrip("/")
+    if target.endswith(endpoint) and len(target) > len(endpoint):
+        advice = f"if you trust it, use --base-url {target.removesuffix(endpoint)}"
+    return RejectedError(
+        f"HTTP {status}: the server redirected to {location}; not followed ({advice})"
+    )
 
 
 def error_for_status(status: int, body: bytes, retry_after: float | None = None) -> MaveraError:
