@@ -131,7 +131,7 @@ complete -c mavera -n '__fish_mavera_at \'json\'' -l no-color -d 'No colour (als
 complete -c mavera -n '__fish_mavera_at \'json\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l functions -r -F -d 'JSON tool definitions: an array of tools, or an object with a `tools` array. Each is flat {type: function, name, description, parameters, strict} or nested {type: function, function: {...}} (converted).'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l tool-choice -x -d 'Let the model choose, require a call, forbid calls, or force function NAME (with --exec: the first round only, later rounds use auto).'
-complete -c mavera -n '__fish_mavera_at \'tools\'' -l exec -x -d 'Answer calls to NAME by running COMMAND (split like a shell would, run without one) with the arguments JSON on stdin; its stdout is the output. Repeatable. Loops until the model answers in text.'
+complete -c mavera -n '__fish_mavera_at \'tools\'' -l exec -x -d 'Answer calls to NAME by running COMMAND (split like a shell would, run without one) with the arguments JSON on stdin; its stdout (at most 1 MiB, or it is killed) is the output. Repeatable. Loops until the model answers in text.'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l tool-timeout -x -d 'Kill a --exec command after this long.'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l max-rounds -x -d 'Run tools at most N times (then exit 12).'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l tool-errors -x -a 'fail send' -d 'A --exec command that fails or times out: exit 12 (fail), or tell the model (send).'
