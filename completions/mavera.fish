@@ -164,7 +164,7 @@ complete -c mavera -n '__fish_mavera_at \'personas\'' -l no-color -d 'No colour 
 complete -c mavera -n '__fish_mavera_at \'personas\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l host -x -d 'Loopback address to bind.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l port -x -d 'Port; 0 picks a free one.'
-complete -c mavera -n '__fish_mavera_at \'mock\'' -l fault -x -d 'Inject a failure: rate-limit, server-error, drop-after:N, stall-after:N, failed, incomplete, bad-json.'
+complete -c mavera -n '__fish_mavera_at \'mock\'' -l fault -x -a 'rate-limit server-error drop-after: stall-after: failed incomplete bad-json' -d 'Inject a failure: rate-limit, server-error, drop-after:N, stall-after:N, failed, incomplete, bad-json.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l fail-first -x -d 'Apply the fault to the first N requests only.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l pace-ms -x -d 'Milliseconds between events.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -s h -l help -d 'Show this message and exit.'

@@ -1061,6 +1061,13 @@ def personas(
     render_personas(items, OutputSink(stdout), as_table=not json_lines and stdout.isatty())
 
 
+def _fault_kinds() -> list[str]:
+    """What TAB offers for `--fault`: each kind, a counted one up to its colon."""
+    from mavera_cli.mock.faults import KIND_LIST
+
+    return [kind.removesuffix("N") for kind in KIND_LIST.split(", ")]
+
+
 @app.command()
 def mock(
     host: Annotated[
@@ -1076,6 +1083,7 @@ def mock(
             metavar="KIND",
             help="Inject a failure: rate-limit, server-error, drop-after:N, stall-after:N, "
             "failed, incomplete, bad-json.",
+            autocompletion=_fault_kinds,
         ),
     ] = None,
     fail_first: Annotated[
@@ -1109,6 +1117,26 @@ def _version_callback(value: bool) -> None:
     if value:
         sys.stdout.write(f"mavera {__version__}\n")
         raise typer.Exit()
+
+
+class _UsageLineCommand(typer.core.TyperCommand):
+    """Usage lines as man pages write them: `[PROMPT]...` and `FILE`, not `[PROMPT]`/`{FILE}`."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        from mavera_cli.clispec import argument_usage
+
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                pieces.append(argument_usage(param))
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+
+for _command_info in app.registered_commands:
+    if _command_info.cls in (None, typer.core.TyperCommand):  # Typer's default
+        _command_info.cls = _UsageLineCommand
 
 
 @app.callback()
