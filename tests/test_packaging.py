@@ -41,9 +41,10 @@ def test_the_wheel_carries_the_man_page_as_data(wheel: Path) -> None:
 
 def test_an_install_puts_the_man_page_where_man_finds_it(wheel: Path, tmp_path: Path) -> None:
     prefix = tmp_path / "prefix"
-    install = ["install", "-q", "--no-deps", "--prefix", str(prefix), str(wheel)]
+    # --ignore-installed: without it pip first uninstalls the mavera-cli this test runs from.
+    install = ["install", "-q", "--no-deps", "--ignore-installed", "--prefix", str(prefix)]
     installed = subprocess.run(
-        [sys.executable, "-m", "pip", *install],
+        [sys.executable, "-m", "pip", *install, str(wheel)],
         capture_output=True,
         text=True,
         timeout=300,
