@@ -22,13 +22,19 @@ _mavera_describe() {
     esac
 }
 
-# Completes the value of option $2 of the command at path $1 when it is a fixed choice.
+# Completes the value of option $2 of the command at path $1 when it has known values.
 _mavera_choices() {
     case "$1|$2" in
         "replay|--as") COMPREPLY=($(compgen -W "stream json tools" -- "$3")) ;;
         "tools|--tool-errors") COMPREPLY=($(compgen -W "fail send" -- "$3")) ;;
+        "mock|--fault") COMPREPLY=($(compgen -W "rate-limit server-error drop-after: stall-after: failed incomplete bad-json" -- "$3")) ;;
         *) return 1 ;;
     esac
+    # A value ending in ":" takes a count right after it (drop-after:3): no space yet.
+    if [[ ${#COMPREPLY[@]} -eq 1 && "${COMPREPLY[0]}" == *: ]]; then
+        compopt -o nospace 2>/dev/null
+    fi
+    return 0
 }
 
 _mavera_files() {

@@ -16,11 +16,15 @@ import typer
 from mavera_cli import __version__
 from mavera_cli.commands import requests, service
 from mavera_cli.errors import EXIT_CODE_MEANINGS
+from mavera_cli.typer_options import UsageLineCommand
 
 
 def _exit_code_table() -> str:
     # "\b" keeps Click from re-wrapping the table into one paragraph.
-    rows = [f"{int(code):>3}  {code.name:<15} {text}" for code, text in EXIT_CODE_MEANINGS.items()]
+    width = max(len(code.name) for code in EXIT_CODE_MEANINGS)
+    rows = [
+        f"{int(code):>3}  {code.name:<{width}} {text}" for code, text in EXIT_CODE_MEANINGS.items()
+    ]
     more = "Run 'mavera COMMAND --help' for examples, 'man mavera' for everything."
     return "\b\nExit codes:\n" + "\n".join(rows) + "\n\n" + more
 
@@ -48,12 +52,12 @@ def command_spec() -> Any:
 
 
 # Registered here, in the order `--help` lists them.
-app.command()(requests.stream)
-app.command()(requests.ask)
-app.command()(requests.replay)
-app.command("json")(requests.json_command)
-app.command("tools")(requests.tools_command)
-app.command()(service.completion)
+app.command(cls=UsageLineCommand)(requests.stream)
+app.command(cls=UsageLineCommand)(requests.ask)
+app.command(cls=UsageLineCommand)(requests.replay)
+app.command("json", cls=UsageLineCommand)(requests.json_command)
+app.command("tools", cls=UsageLineCommand)(requests.tools_command)
+app.command(cls=UsageLineCommand)(service.completion)
 
 config_app = typer.Typer(
     name="config",
@@ -63,10 +67,10 @@ config_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(config_app, name="config")
-config_app.command("show")(service.config_show)
+config_app.command("show", cls=UsageLineCommand)(service.config_show)
 
-app.command()(service.personas)
-app.command()(service.mock)
+app.command(cls=UsageLineCommand)(service.personas)
+app.command(cls=UsageLineCommand)(service.mock)
 
 
 def _version_callback(value: bool) -> None:

@@ -24,6 +24,7 @@ from mavera_cli.errors import (
     TimedOutError,
     UsageError,
     error_for_status,
+    redirect_error,
     server_message,
 )
 from mavera_cli.redact import Redactor
@@ -164,6 +165,13 @@ class MaveraClient:
         return response
 
     def _check_status(self, response: httpx.Response) -> None:
+        if 300 <= response.status_code < 400:
+            location = response.headers.get("location")
+            try:
+                target = str(response.url.join(location)) if location else None
+            except httpx.InvalidURL:
+                target = location  # shown as sent: it is only named, never requested
+            raise redirect_error(response.status_code, target, str(response.url))
         if response.status_code < 400:
             return
         body = self._redactor.data(_read_limited(response))

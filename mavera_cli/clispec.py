@@ -33,6 +33,9 @@ class OptionSpec:
     choices: tuple[str, ...] = ()
     takes_file: bool = False
     repeatable: bool = False
+    # Values TAB offers that are not the only ones allowed (`drop-after:` wants a count after
+    # it); from the option's completion callback. Unlike `choices`, nothing checks against them.
+    suggestions: tuple[str, ...] = ()
 
     @property
     def all_names(self) -> tuple[str, ...]:
@@ -108,10 +111,25 @@ class CommandSpec:
             return " ".join(parts)
         if self.options:
             parts.append("[OPTIONS]")
-        for argument in self.arguments:
-            text = argument.metavar if argument.required else f"[{argument.metavar}]"
-            parts.append(text + ("..." if argument.variadic else ""))
+        parts += [
+            usage_word(argument.metavar, argument.required, argument.variadic)
+            for argument in self.arguments
+        ]
         return " ".join(parts)
+
+
+def usage_word(metavar: str, required: bool, variadic: bool) -> str:
+    """How a positional argument is written in a usage line, as man pages write it:
+    `FILE` (required), `[PROMPT]` (optional), `[PROMPT]...` (any number). Braces would
+    read as a choice, so they are not used (Typer writes a required argument `{FILE}`)."""
+    word = metavar if required else f"[{metavar}]"
+    return word + ("..." if variadic else "")
+
+
+def argument_usage(param: Any) -> str:
+    """`usage_word` for a Click argument object (read by attribute, like everything here)."""
+    metavar = getattr(param, "metavar", None) or str(param.name).upper()
+    return usage_word(metavar, bool(param.required), getattr(param, "nargs", 1) == -1)
 
 
 def _missing(path: tuple[str, ...]) -> CommandSpec:
@@ -141,7 +159,7 @@ def describe(command: Any, path: tuple[str, ...] = (), parent: Any = None) -> Co
         if getattr(param, "param_type_name", "") == "argument":
             arguments.append(_argument(param))
         else:
-            options.append(_option(param))
+            options.append(_option(param, context))
     subcommands = [
         describe(sub, (*path, name), context)
         for name, sub in getattr(command, "commands", {}).items()
@@ -213,7 +231,14 @@ def _type_metavar(param: Any) -> str:
     )
 
 
-def _option(param: Any) -> OptionSpec:
+def _suggestions(param: Any, context: Any) -> tuple[str, ...]:
+    """What the option's own completion callback offers for an empty word (Click's
+    `shell_complete`); file completion and the type's choices are described elsewhere."""
+    items = param.shell_complete(context, "")
+    return tuple(item.value for item in items if item.type == "plain" and item.value)
+
+
+def _option(param: Any, context: Any) -> OptionSpec:
     is_flag = bool(getattr(param, "is_flag", False)) or bool(getattr(param, "count", False))
     choices = _choices(param)
     metavar: str | None = None
@@ -230,6 +255,7 @@ def _option(param: Any) -> OptionSpec:
         choices=choices,
         takes_file=not is_flag and _takes_file(param, metavar),
         repeatable=bool(getattr(param, "multiple", False)) or bool(getattr(param, "count", False)),
+        suggestions=() if is_flag or choices else _suggestions(param, context),
     )
 
 

@@ -54,9 +54,9 @@ def bash_script(root: CommandSpec) -> str:
         assignments = " ".join(f'{name}="{value}"' for name, value in fields.items() if value)
         describe_cases.append(f'        "{_key(command)}") {assignments} ;;')
         for option in command.options:
-            if option.choices:
+            if option.choices or option.suggestions:
                 pattern = "|".join(f'"{_key(command)}|{name}"' for name in option.all_names)
-                words = " ".join(option.choices)
+                words = " ".join(option.choices or option.suggestions)
                 choice_cases.append(
                     f'        {pattern}) COMPREPLY=($(compgen -W "{words}" -- "$3")) ;;'
                 )
@@ -83,11 +83,16 @@ _mavera_describe() {{
     esac
 }}
 
-# Completes the value of option $2 of the command at path $1 when it is a fixed choice.
+# Completes the value of option $2 of the command at path $1 when it has known values.
 _mavera_choices() {{
     case "$1|$2" in
 {choice_cases}
     esac
+    # A value ending in ":" takes a count right after it (drop-after:3): no space yet.
+    if [[ ${{#COMPREPLY[@]}} -eq 1 && "${{COMPREPLY[0]}}" == *: ]]; then
+        compopt -o nospace 2>/dev/null
+    fi
+    return 0
 }}
 
 _mavera_files() {{
@@ -165,6 +170,19 @@ def _zsh_bracket(text: str) -> str:
     return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]").replace(":", "\\:")
 
 
+def _zsh_suggestions(values: tuple[str, ...]) -> str:
+    """An _arguments action offering `values`; one ending in ":" gets no space after it, as a
+    count follows (drop-after:3)."""
+    whole = [value for value in values if not value.endswith(":")]
+    prefixes = [value for value in values if value.endswith(":")]
+    calls = []
+    if whole:
+        calls.append("compadd -- " + " ".join(whole))
+    if prefixes:
+        calls.append("compadd -S '' -- " + " ".join(prefixes))
+    return _zsh_bracket("{" + "; ".join(calls) + "}")
+
+
 def _zsh_function(command: CommandSpec) -> str:
     return "_mavera" + "".join("_" + word.replace("-", "_") for word in command.path)
 
@@ -176,6 +194,8 @@ def _zsh_option_specs(option: OptionSpec) -> list[str]:
         if option.choices:
             values = " ".join(_zsh_bracket(choice) for choice in option.choices)
             action = f":{metavar}:({values})"
+        elif option.suggestions:
+            action = f":{metavar}:{_zsh_suggestions(option.suggestions)}"
         elif option.takes_file:
             action = f":{metavar}:_files"
         else:
@@ -277,8 +297,9 @@ def _fish_option(condition: str, option: OptionSpec) -> list[str]:
             else:
                 parts.append(f"-o {name[1:]}")
         if option.takes_value:
-            if option.choices:
-                parts.append("-x -a " + _fish_quote(" ".join(option.choices)))
+            if option.choices or option.suggestions:
+                words = option.choices or option.suggestions
+                parts.append("-x -a " + _fish_quote(" ".join(words)))
             elif option.takes_file:
                 parts.append("-r -F")
             else:

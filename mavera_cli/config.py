@@ -20,6 +20,10 @@ DEFAULT_BASE_URL = "https://app.mavera.io/api/v1"
 DEFAULT_MODEL = "mavera-1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 2
+# The longest --timeout / --max-time / --tool-timeout accepted, in seconds (about 11.5 days).
+# The OS timers behind them overflow somewhere past 9e9 s (socket timeouts, setitimer); a
+# bound this far below that keeps every platform clear of it and is longer than any request.
+MAX_SECONDS = 1_000_000
 
 # name in Settings -> (environment variable, key in the config file)
 _SOURCES: dict[str, tuple[str | None, str]] = {
@@ -112,7 +116,13 @@ class Settings:
         """Refuse to send the key in clear text to anything but this machine."""
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"invalid base URL {self.base_url!r}: expected http(s)://host/...")
+            origin = self.origins.get("base_url", "default")
+            source = {"flag": "--base-url", "default": "the default"}.get(
+                origin, origin.removeprefix("env ").replace("config ", "config file ")
+            )
+            raise UsageError(
+                f"invalid base URL {self.base_url!r} (from {source}): expected http(s)://host/..."
+            )
         insecure = parts.scheme == "http" and not is_loopback(parts.hostname)
         if insecure and not self.allow_insecure_http:
             raise UsageError(
@@ -134,20 +144,27 @@ def is_loopback(host: str) -> bool:
 def resolve_settings(
     flags: Mapping[str, Any], environ: Mapping[str, str], *, read_config: bool = True
 ) -> Settings:
-    """Merge flags (None = not given), environment and config file into `Settings`."""
+    """Merge flags (None = not given), environment and config file into `Settings`.
+
+    A value that is not of its setting's type is a UsageError naming where it came from:
+    the flag, the environment variable, or the config file and its key.
+    """
     path = config_path(environ)
     file_values, warnings = _read_config(path) if read_config else ({}, [])
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for name, (env_name, file_key) in _SOURCES.items():
         if name != "api_key" and flags.get(name) is not None:
-            values[name], origins[name] = flags[name], "flag"
+            origin, raw = "flag", flags[name]
         elif env_name and environ.get(env_name):
-            values[name], origins[name] = environ[env_name], f"env {env_name}"
+            origin, raw = f"env {env_name}", environ[env_name]
         elif file_key in file_values:
-            values[name], origins[name] = file_values[file_key], f"config {path}"
+            origin, raw = f"config {path}", file_values[file_key]
         else:
             values[name], origins[name] = _DEFAULTS[name], "default"
+            continue
+        where = _SourceName(name, origin, env_name, file_key, path)
+        values[name], origins[name] = _checked_value(name, raw, where), origin
     api_key = _clean_key(values["api_key"], origins["api_key"]) if values["api_key"] else None
     if api_key and origins["api_key"].startswith("config"):
         warnings.extend(_permission_warning(path))
@@ -155,12 +172,12 @@ def resolve_settings(
     return Settings(
         base_url=str(values["base_url"]).rstrip("/"),
         api_key=api_key,
-        persona=str(values["persona"]) if values["persona"] else None,
-        model=str(values["model"]),
-        instructions=str(values["instructions"]) if values["instructions"] else None,
-        timeout=_positive_number("timeout", values["timeout"]),
-        max_time=None if max_time is None else _positive_number("max-time", max_time),
-        retries=_retries(values["retries"]),
+        persona=values["persona"] or None,
+        model=values["model"],
+        instructions=values["instructions"] or None,
+        timeout=values["timeout"],
+        max_time=None if max_time is None else seconds("--max-time", max_time),
+        retries=values["retries"],
         allow_insecure_http=bool(flags.get("allow_insecure_http")),
         origins=origins,
         warnings=tuple(warnings),
@@ -193,6 +210,56 @@ def _key_source(origin: str) -> str:
     return "the config file " + origin.removeprefix("config ")
 
 
+@dataclass(frozen=True)
+class _SourceName:
+    """How an error names where a value came from."""
+
+    name: str
+    origin: str
+    env_name: str | None
+    file_key: str
+    path: Path
+
+    def __str__(self) -> str:
+        if self.origin == "flag":
+            return "--" + self.name.replace("_", "-")
+        if self.origin.startswith("env") and self.env_name:
+            return self.env_name
+        return f"{self.file_key} in config file {self.path}"
+
+
+# TOML's names for the Python types tomllib returns, for "must be a string, not a table".
+_TOML_TYPES = {
+    dict: "a table",
+    list: "an array",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    str: "a string",
+}
+
+
+def _toml_type(value: Any) -> str:
+    return _TOML_TYPES.get(type(value), "a date or time")
+
+
+def _checked_value(name: str, value: Any, where: _SourceName) -> Any:
+    """A setting's value from flag, environment or file, checked and converted to its type."""
+    from_file = where.origin.startswith("config")
+    if name == "timeout":
+        if from_file and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise UsageError(f"{where}: expected a number of seconds, got {_toml_type(value)}")
+        return seconds(str(where), value)
+    if name == "retries":
+        if from_file and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UsageError(f"{where}: expected a whole number >= 0, got {_toml_type(value)}")
+        return _retries(str(where), value)
+    if not isinstance(value, str):
+        # Never quote the value: for api_key it is the secret.
+        raise UsageError(f"{where}: expected a string, got {_toml_type(value)}")
+    return value
+
+
 def _read_config(path: Path) -> tuple[dict[str, Any], list[str]]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -221,24 +288,34 @@ def _permission_warning(path: Path) -> list[str]:
     return []
 
 
-def _positive_number(name: str, value: Any) -> float:
+def seconds(name: str, value: Any) -> float:
+    """A number of seconds for `name` (a flag, variable or config key): more than 0 and at
+    most MAX_SECONDS; anything else is a UsageError naming it."""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise UsageError(f"invalid {name} {value!r}: expected a number of seconds") from None
-    if not number > 0 or number != number or number == float("inf"):
-        raise UsageError(f"invalid {name} {value!r}: expected a positive number of seconds")
+        raise UsageError(f"{name}: expected a number of seconds, got {_shown(value)}") from None
+    if not 0 < number <= MAX_SECONDS:  # also false for nan
+        raise UsageError(
+            f"{name}: expected a number of seconds more than 0 and at most {MAX_SECONDS}, "
+            f"got {_shown(value)}"
+        )
     return number
 
 
-def _retries(value: Any) -> int:
+def _retries(name: str, value: Any) -> int:
     try:
         number = int(str(value))
     except ValueError:
-        raise UsageError(f"invalid retries {value!r}: expected a whole number >= 0") from None
+        number = -1
     if number < 0:
-        raise UsageError(f"invalid retries {value!r}: expected a whole number >= 0")
+        raise UsageError(f"{name}: expected a whole number >= 0, got {_shown(value)}")
     return number
+
+
+def _shown(value: Any) -> str:
+    """A value as an error quotes it: numbers as typed, text quoted."""
+    return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
 def masked(value: str | None) -> str:

@@ -14,6 +14,7 @@
     │   └── RefusalError                (the model refused: the refusal text is the message)
     ├── InvalidOutputError          11  invalid_output
     ├── ToolFailedError             12  tool_failed
+    ├── BatchIncompleteError        13  batch_incomplete  (`batch`: an item failed or never started)
     ├── OutputFailedError           74  io_error       (stdout or a file could not be written)
     ├── InternalError                1  internal
     └── InterruptedRun             130  interrupted    (143 after SIGTERM: `status`)
@@ -28,6 +29,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from enum import IntEnum
+
+from mavera_cli.printable import terminal_safe
 
 
 class ExitCode(IntEnum):
@@ -46,6 +49,7 @@ class ExitCode(IntEnum):
     not_completed = 10
     invalid_output = 11
     tool_failed = 12
+    batch_incomplete = 13
     io_error = 74  # not in the contract's table: sysexits' EX_IOERR, for output that fails
     interrupted = 130
 
@@ -55,15 +59,18 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.internal: "an unexpected error (a bug; please report it)",
     ExitCode.usage: "bad flags or arguments, no prompt, unreadable input or schema file",
     ExitCode.auth: "no API key, 401, 403",
-    ExitCode.rejected: "any other 4xx (400, 402, 404, 409, 413, 422 ...)",
+    ExitCode.rejected: "any other 4xx (400, 402, 404, 409, 413, 422 ...), or a 3xx redirect "
+    "(not followed)",
     ExitCode.rate_limited: "429 after the retries were used up",
     ExitCode.timeout: "--timeout or --max-time passed, before or during the stream",
     ExitCode.partial_stream: "the stream broke or ended before response.completed",
     ExitCode.server_error: "5xx after the retries were used up",
     ExitCode.connection: "DNS, refused, reset before any response, TLS failure",
-    ExitCode.not_completed: "response.failed, response.incomplete, or an error event",
+    ExitCode.not_completed: "response.failed or .incomplete, an error event or Chat-style "
+    "error chunk, a refusal",
     ExitCode.invalid_output: "output is not valid JSON or fails the schema; malformed event data",
     ExitCode.tool_failed: "tools --exec: a local command failed or the round limit was reached",
+    ExitCode.batch_incomplete: "batch: one or more items did not complete or were not started",
     ExitCode.io_error: "output could not be written: stdout closed, disk full, --save-raw",
     ExitCode.interrupted: "interrupted (Ctrl-C)",
 }
@@ -147,6 +154,10 @@ class ToolFailedError(MaveraError):
     exit_code = ExitCode.tool_failed
 
 
+class BatchIncompleteError(MaveraError):
+    exit_code = ExitCode.batch_incomplete
+
+
 class OutputFailedError(MaveraError):
     """stdout or an output file could not be written (closed, disk full, no permission)."""
 
@@ -218,6 +229,23 @@ def _html_title(html: str) -> str:
     if start == -1 or end == -1:
         return ""
     return " ".join(html[start + len("<title>") : end].split())[:_MAX_QUOTED_BODY]
+
+
+def redirect_error(status: int, location: str | None, requested: str) -> RejectedError:
+    """A 3xx: never followed, since the key would go wherever it points; the message names
+    the target (resolved against `requested`, the URL asked for) and the --base-url to try."""
+    if not location:
+        return RejectedError(f"HTTP {status}: a redirect without a Location; not followed")
+    location = terminal_safe(location)
+    advice = "use that URL as --base-url if you trust it"
+    # The same endpoint somewhere else: the base URL to try is the target without it.
+    endpoint = "/" + requested.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    target = location.split("?", 1)[0].rstrip("/")
+    if target.endswith(endpoint) and len(target) > len(endpoint):
+        advice = f"if you trust it, use --base-url {target.removesuffix(endpoint)}"
+    return RejectedError(
+        f"HTTP {status}: the server redirected to {location}; not followed ({advice})"
+    )
 
 
 def error_for_status(status: int, body: bytes, retry_after: float | None = None) -> MaveraError:

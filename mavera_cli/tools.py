@@ -6,9 +6,11 @@ stdin. HTTP and rendering stay outside; the loop is handed a callable that strea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import selectors
 import shlex
 import shutil
 import signal
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mavera_cli.config import seconds
 from mavera_cli.errors import InvalidOutputError, ToolFailedError, UsageError
 from mavera_cli.events import FunctionCall
 
@@ -29,8 +32,14 @@ _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 # The key of the person running `mavera` is not the tool's business.
 _WITHHELD_FROM_TOOLS = ("MAVERA_API_KEY",)
-# After a kill, how long to wait for the command's pipes to close before giving up on them.
+# After a kill, how long to wait for the command to be reaped before leaving it to the kernel.
 _REAP_SECONDS = 2.0
+# The most a tool may write to stdout; past it the tool is killed (exit 12, or with
+# --tool-errors send the model is told). The output goes back to the model as one input item,
+# and a model's whole context is about this size. Documented in --exec's help and the README.
+MAX_TOOL_OUTPUT = 1024 * 1024
+# What is read or written per system call: the size of a Linux pipe buffer.
+_PIPE_CHUNK = 64 * 1024
 
 ToolChoice = str | dict[str, Any]
 Item = dict[str, Any]
@@ -182,12 +191,18 @@ def tool_environment(environ: Mapping[str, str], name: str, call_id: str) -> dic
 
 
 def run_command(
-    argv: Sequence[str], arguments: bytes, env: Mapping[str, str], timeout: float
+    argv: Sequence[str],
+    arguments: bytes,
+    env: Mapping[str, str],
+    timeout: float,
+    max_output: int = MAX_TOOL_OUTPUT,
 ) -> bytes:
     """Run one command without a shell, `arguments` on its stdin; return its stdout.
 
-    Its stderr is ours. It gets its own process group, so a timeout or Ctrl-C ends everything
-    it started. Failing to start, a non-zero exit or the timeout raise ToolFailedError.
+    Its stderr is ours: passed straight through, never read into memory. It gets its own
+    process group, so a timeout or Ctrl-C ends everything it started. Failing to start, a
+    non-zero exit, the timeout, or more than `max_output` bytes on stdout (it is killed then:
+    the output goes to the model, and nothing useful is that long) raise ToolFailedError.
     """
     try:
         proc = subprocess.Popen(
@@ -201,7 +216,15 @@ def run_command(
     except OSError as exc:
         raise ToolFailedError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
     try:
-        stdout, _ = proc.communicate(arguments, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        stdout = _exchange(proc, arguments, deadline, max_output)
+        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except _OutputTooLarge as exc:
+        _kill(proc)
+        raise ToolFailedError(
+            f"wrote more than {_size(max_output)} to stdout (the limit for a tool's output) "
+            "and was killed"
+        ) from exc
     except subprocess.TimeoutExpired as exc:
         _kill(proc)
         raise ToolFailedError(f"ran past --tool-timeout {timeout:g}s and was killed") from exc
@@ -215,18 +238,78 @@ def run_command(
     return stdout
 
 
+class _OutputTooLarge(Exception):
+    """The command wrote more to stdout than a tool's output may be."""
+
+
+def _exchange(
+    proc: subprocess.Popen[bytes], arguments: bytes, deadline: float, max_output: int
+) -> bytes:
+    """Feed `arguments` to the command's stdin while reading its stdout, until stdout closes.
+
+    Both at once, as `communicate` does (a command may write before it has read everything),
+    but reading stops as soon as the output passes `max_output`: memory stays bounded.
+    """
+    assert proc.stdin is not None and proc.stdout is not None
+    pending = memoryview(arguments)
+    chunks: list[bytes] = []
+    size = 0
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if pending:
+            os.set_blocking(proc.stdin.fileno(), False)
+            selector.register(proc.stdin, selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(proc.args, remaining)
+            for key, _ in selector.select(remaining):
+                if key.fileobj is proc.stdin:
+                    try:
+                        pending = pending[os.write(key.fd, pending[:_PIPE_CHUNK]) :]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:
+                        pending = pending[:0]  # it stopped reading: its exit status speaks
+                    if not pending:
+                        selector.unregister(proc.stdin)
+                        proc.stdin.close()
+                    continue
+                data = os.read(key.fd, _PIPE_CHUNK)
+                if not data:
+                    selector.unregister(proc.stdout)
+                    continue
+                size += len(data)
+                if size > max_output:
+                    raise _OutputTooLarge()
+                chunks.append(data)
+    return b"".join(chunks)
+
+
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
-    try:
-        proc.communicate(timeout=_REAP_SECONDS)
-    except subprocess.TimeoutExpired:
-        # Something outside the group still holds the pipe open; stop reading it.
-        if proc.stdout is not None:
-            proc.stdout.close()
-        proc.wait()
+    # Its output is not wanted any more: closing our ends (rather than draining them) also
+    # stops anything outside the group that still writes to the pipe.
+    # (Nothing is buffered in them: `_exchange` writes and reads the descriptors directly.)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+    # A process stuck in uninterruptible I/O dies when that ends; the kernel reaps it then.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=_REAP_SECONDS)
+
+
+def _size(count: int) -> str:
+    """A byte count as limits are spelled in the help: 1 MiB, 64 KiB."""
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if count >= scale and count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count} bytes"
 
 
 def _signal_name(number: int) -> str:
@@ -248,8 +331,7 @@ class ToolExecutor:
     debug: Callable[[str], None] = lambda message: None
 
     def __post_init__(self) -> None:
-        if not self.timeout > 0:
-            raise UsageError(f"--tool-timeout must be more than 0, got {self.timeout:g}")
+        seconds("--tool-timeout", self.timeout)  # a UsageError unless 0 < timeout <= the cap
 
     def check(self, calls: Sequence[FunctionCall]) -> None:
         """Before anything runs: every call is valid and has a command to answer it."""

@@ -229,3 +229,18 @@ PromptWords = Annotated[
 def reporter_of(ctx: typer.Context) -> Reporter:
     """The boundary's reporter for this run (`entry.main` passes it as `obj`)."""
     return ctx.ensure_object(Reporter)
+
+
+class UsageLineCommand(typer.core.TyperCommand):
+    """Usage lines as man pages write them: `[PROMPT]...` and `FILE`, not `[PROMPT]`/`{FILE}`."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        from mavera_cli.clispec import argument_usage
+
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                pieces.append(argument_usage(param))
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import select
 import signal
@@ -15,16 +16,35 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.scripted_server import ScriptedServer
 
 REPO = Path(__file__).resolve().parent.parent
+# The shared corpus of real recordings: beside the checkout (as CI clones it), or where
+# MAVERA_FIXTURES points. A fresh clone may have neither; then the bundled copies of four of
+# them (tests/data/real) are what the real-recording tests run on.
 FIXTURES = REPO.parent / "shared" / "fixtures" / "real"
-if not FIXTURES.is_dir():  # CI clones main with shared/ beside it; allow an override too
+if not FIXTURES.is_dir():
     FIXTURES = Path(os.environ.get("MAVERA_FIXTURES", FIXTURES))
+BUNDLED_FIXTURES = REPO / "tests" / "data" / "real"
+HAVE_SHARED_FIXTURES = (FIXTURES / "manifest.json").is_file()
+needs_shared_fixtures = pytest.mark.skipif(
+    not HAVE_SHARED_FIXTURES,
+    reason=f"the shared recordings are not at {FIXTURES} (clone shared/ beside the checkout "
+    "or set MAVERA_FIXTURES); the bundled ones in tests/data/real were tested instead",
+)
 TEST_KEY = "mvra_live_SENTINELkey0123456789abcdefXYZ"
+
+
+def real_recordings() -> list[dict[str, Any]]:
+    """Manifest entries of the real recordings to test, each with its file as `path`: the
+    whole shared corpus when it is there, else the bundled copies."""
+    directory = FIXTURES if HAVE_SHARED_FIXTURES else BUNDLED_FIXTURES
+    entries = json.loads((directory / "manifest.json").read_text())
+    return [{**entry, "path": directory / entry["file"]} for entry in entries]
 
 
 @dataclass

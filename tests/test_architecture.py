@@ -28,6 +28,7 @@ def loaded_after(statement: str) -> set[str]:
         ("mavera_cli.render.ndjson", {"httpx", "rich", "typer"}),
         ("mavera_cli.mock", {"httpx", "rich", "typer"}),
         ("mavera_cli.redact", {"httpx", "rich", "typer", "orjson"}),
+        ("mavera_cli.printable", {"httpx", "rich", "typer", "orjson"}),
         ("mavera_cli.schema", {"httpx", "rich", "typer", "orjson"}),
         ("mavera_cli.render.preview", {"httpx", "typer", "rich", "partial_json_parser"}),
         ("mavera_cli.clispec", {"httpx", "rich", "typer", "orjson"}),

@@ -253,3 +253,54 @@ def test_zsh_lists_the_choices_of_an_option(workdir) -> None:
     edited, screen = zsh_complete("mavera replay --as ", workdir)
     assert edited == "mavera replay --as "
     assert re.search(r"json\s+stream\s+tools", screen), screen
+
+
+# --- `mock --fault`: the fault kinds (a counted kind completes up to its colon) ---------------
+
+FAULT_KINDS = sorted(
+    [
+        "rate-limit",
+        "server-error",
+        "drop-after:",
+        "stall-after:",
+        "failed",
+        "incomplete",
+        "bad-json",
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("mavera mock --fault ", FAULT_KINDS),
+        ("mavera mock --fault dr", ["drop-after:"]),
+        ("mavera mock --fault=s", ["server-error", "stall-after:"]),
+        ("mavera mock --fail-first 1 --fault ", FAULT_KINDS),
+    ],
+)
+def test_bash_completes_fault_kinds(workdir, line, expected) -> None:
+    assert bash_complete(line, workdir) == expected
+
+
+def test_fish_completes_fault_kinds(workdir) -> None:
+    assert fish_complete("mavera mock --fault ", workdir) == FAULT_KINDS
+    assert fish_complete("mavera mock --fault st", workdir) == ["stall-after:"]
+
+
+@pytest.mark.parametrize(
+    ("line", "completed"),
+    [
+        ("mavera mock --fault ra", "mavera mock --fault rate-limit "),
+        ("mavera mock --fault dr", "mavera mock --fault drop-after:"),  # the count comes next
+    ],
+)
+def test_zsh_completes_fault_kinds(workdir, line, completed) -> None:
+    assert zsh_complete(line, workdir)[0] == completed
+
+
+def test_zsh_lists_the_fault_kinds(workdir) -> None:
+    edited, screen = zsh_complete("mavera mock --fault ", workdir)
+    assert edited == "mavera mock --fault "
+    for kind in FAULT_KINDS:
+        assert kind in screen, screen

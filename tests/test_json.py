@@ -18,7 +18,7 @@ import pytest
 
 from mavera_cli.render.preview import NOT_YET, parse_partial
 from tests.chunking import bytewise, random_splits, whole
-from tests.conftest import FIXTURES, one_line_error, run_mavera
+from tests.conftest import FIXTURES, one_line_error, real_recordings, run_mavera
 from tests.pty_helpers import ERASE_LINE, HIDE_CURSOR, SHOW_CURSOR, PtyRun, strip_ansi
 from tests.scripted_server import DONE, Exchange, ScriptedServer, Wire, sse_event, text_stream
 
@@ -342,7 +342,7 @@ def test_events_gives_the_raw_events_as_stream_does(server) -> None:
 # --- replay and real recorded streams ----------------------------------------------------------
 
 REAL = FIXTURES / "structured_output_01.sse"
-MANIFEST = json.loads((FIXTURES / "manifest.json").read_text()) if FIXTURES.is_dir() else []
+MANIFEST = real_recordings()
 STRUCTURED = [entry for entry in MANIFEST if entry["category"] == "structured_output"]
 
 
@@ -353,7 +353,7 @@ def test_real_structured_streams_are_present() -> None:
 @pytest.mark.parametrize("chunking", ["whole", "bytewise", "random"])
 @pytest.mark.parametrize("entry", STRUCTURED, ids=lambda entry: entry["file"])
 def test_real_structured_stream_gives_its_object(server, entry, chunking) -> None:
-    data = (FIXTURES / entry["file"]).read_bytes()
+    data = entry["path"].read_bytes()
     split = {"whole": whole, "bytewise": bytewise, "random": lambda d: random_splits(d, seed=11)}
     serve(server, split[chunking](data))
     expected = json.loads(entry["final_text"])
@@ -365,7 +365,7 @@ def test_real_structured_stream_gives_its_object(server, entry, chunking) -> Non
 
 @pytest.mark.parametrize("entry", STRUCTURED, ids=lambda entry: entry["file"])
 def test_replay_as_json_gives_the_object(entry) -> None:
-    result = run_mavera(["replay", "--as", "json", str(FIXTURES / entry["file"])])
+    result = run_mavera(["replay", "--as", "json", str(entry["path"])])
     assert json.loads(result.stdout) == json.loads(entry["final_text"])
     assert result.stdout.endswith(b"}\n") and b"\n" not in result.stdout[:-1]
 

@@ -8,10 +8,16 @@ from pathlib import Path
 import pytest
 
 from tests.chunking import bytewise, random_splits, to_crlf, whole
-from tests.conftest import FIXTURES, run_mavera
+from tests.conftest import (
+    BUNDLED_FIXTURES,
+    FIXTURES,
+    needs_shared_fixtures,
+    real_recordings,
+    run_mavera,
+)
 from tests.scripted_server import DONE, ScriptedServer
 
-MANIFEST = json.loads((FIXTURES / "manifest.json").read_text()) if FIXTURES.is_dir() else []
+MANIFEST = real_recordings()
 EXIT_FOR_TERMINAL = {
     "response.completed": 0,
     "response.failed": 10,
@@ -55,15 +61,40 @@ def serve(server: ScriptedServer, chunks: list[bytes]) -> None:
     server.script(handler)
 
 
+@needs_shared_fixtures
 def test_fixtures_are_present() -> None:
     assert len(MANIFEST) >= 10, f"no fixtures found at {FIXTURES}"
+
+
+def test_bundled_recordings_cover_what_must_always_be_tested() -> None:
+    bundled = json.loads((BUNDLED_FIXTURES / "manifest.json").read_text())
+    assert {entry["category"] for entry in bundled} >= {
+        "text",
+        "function_call",
+        "structured_output",
+        "error",
+    }
+    for entry in bundled:
+        assert (BUNDLED_FIXTURES / entry["file"]).stat().st_size == entry["byte_length"]
+
+
+@needs_shared_fixtures
+def test_bundled_recordings_are_copies_of_the_shared_ones() -> None:
+    shared = {
+        entry["file"]: entry for entry in json.loads((FIXTURES / "manifest.json").read_text())
+    }
+    for entry in json.loads((BUNDLED_FIXTURES / "manifest.json").read_text()):
+        assert entry == shared[entry["file"]]
+        assert (BUNDLED_FIXTURES / entry["file"]).read_bytes() == (
+            FIXTURES / entry["file"]
+        ).read_bytes()
 
 
 @pytest.mark.parametrize("chunking", list(CHUNKINGS))
 @pytest.mark.parametrize("mavera_ending", [False, True], ids=["openai-eof", "mavera-done"])
 @pytest.mark.parametrize("entry", MANIFEST, ids=fixture_ids)
 def test_stream_prints_the_final_text(server, entry, chunking, mavera_ending) -> None:
-    data = (FIXTURES / entry["file"]).read_bytes() + (DONE if mavera_ending else b"")
+    data = entry["path"].read_bytes() + (DONE if mavera_ending else b"")
     serve(server, CHUNKINGS[chunking](data))
     result = run_mavera(
         ["stream", "--base-url", server.base_url, "hi"], expect=expected_exit(entry)
@@ -79,7 +110,7 @@ def test_stream_prints_the_final_text(server, entry, chunking, mavera_ending) ->
 @pytest.mark.parametrize("chunking", ["whole", "crlf-random", "bytewise"])
 @pytest.mark.parametrize("entry", MANIFEST, ids=fixture_ids)
 def test_events_reproduce_every_event(server, entry, chunking) -> None:
-    data = (FIXTURES / entry["file"]).read_bytes()
+    data = entry["path"].read_bytes()
     serve(server, CHUNKINGS[chunking](data + DONE))
     code = expected_exit(entry)
     result = run_mavera(["stream", "--events", "--base-url", server.base_url, "hi"], expect=code)
@@ -101,7 +132,7 @@ def test_events_reproduce_every_event(server, entry, chunking) -> None:
 
 @pytest.mark.parametrize("entry", MANIFEST, ids=fixture_ids)
 def test_replay_of_fixture_prints_what_stream_printed(server, entry, tmp_path: Path) -> None:
-    data = (FIXTURES / entry["file"]).read_bytes() + DONE
+    data = entry["path"].read_bytes() + DONE
     serve(server, random_splits(data, seed=3))
     capture = tmp_path / "capture.sse"
     streamed = run_mavera(

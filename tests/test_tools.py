@@ -24,7 +24,14 @@ from typing import Any
 import pytest
 
 from tests.chunking import bytewise, random_splits, to_crlf, whole
-from tests.conftest import FIXTURES, TEST_KEY, mavera_env, one_line_error, run_mavera
+from tests.conftest import (
+    TEST_KEY,
+    mavera_env,
+    needs_shared_fixtures,
+    one_line_error,
+    real_recordings,
+    run_mavera,
+)
 from tests.scripted_server import DONE, ScriptedServer, sse_event, text_stream
 
 WEATHER = {
@@ -427,8 +434,7 @@ def test_a_terminal_shows_each_call_as_its_arguments_stream_in(server, tmp_path)
 
 # --- real recordings -------------------------------------------------------------------------
 
-MANIFEST = json.loads((FIXTURES / "manifest.json").read_text()) if FIXTURES.is_dir() else []
-CALL_FIXTURES = [entry for entry in MANIFEST if entry["function_calls"]]
+CALL_FIXTURES = [entry for entry in real_recordings() if entry["function_calls"]]
 
 
 def expected_lines(entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -446,6 +452,7 @@ def expected_lines(entry: dict[str, Any]) -> list[dict[str, Any]]:
     return lines
 
 
+@needs_shared_fixtures
 def test_real_function_call_recordings_are_present() -> None:
     names = {entry["file"] for entry in CALL_FIXTURES}
     assert {"function_call_parallel_02.sse", "reasoning_summary_01.sse"} <= names, names
@@ -454,20 +461,20 @@ def test_real_function_call_recordings_are_present() -> None:
 @pytest.mark.parametrize("chunking", list(CHUNKINGS))
 @pytest.mark.parametrize("entry", CALL_FIXTURES, ids=lambda e: e["file"].removesuffix(".sse"))
 def test_real_function_call_streams_give_their_calls(server, tmp_path, entry, chunking) -> None:
-    data = (FIXTURES / entry["file"]).read_bytes()
+    data = entry["path"].read_bytes()
     server.script(streaming([data + DONE], chunking))
     functions = write_json(
         tmp_path / "f.json", [{"name": call["name"]} for call in entry["function_calls"]]
     )
     result = run_mavera([*tools_args(server, functions), "hi"])
     assert ndjson(result.stdout) == expected_lines(entry)
-    replayed = run_mavera(["replay", "--as", "tools", str(FIXTURES / entry["file"])])
+    replayed = run_mavera(["replay", "--as", "tools", str(entry["path"])])
     assert replayed.stdout == result.stdout
 
 
 @pytest.mark.parametrize("entry", CALL_FIXTURES, ids=lambda e: e["file"].removesuffix(".sse"))
 def test_exec_answers_every_call_of_a_real_recording(server, tmp_path, entry) -> None:
-    data = (FIXTURES / entry["file"]).read_bytes()
+    data = entry["path"].read_bytes()
     server.script(streaming([data]), streaming(text_stream(["all done"])))
     calls = entry["function_calls"]
     names = sorted({call["name"] for call in calls})

@@ -255,8 +255,8 @@ def tools_command(
             "--exec",
             metavar="NAME=COMMAND",
             help="Answer calls to NAME by running COMMAND (split like a shell would, run "
-            "without one) with the arguments JSON on stdin; its stdout is the output. "
-            "Repeatable. Loops until the model answers in text.",
+            "without one) with the arguments JSON on stdin; its stdout (at most 1 MiB, or "
+            "it is killed) is the output. Repeatable. Loops until the model answers in text.",
         ),
     ] = None,
     tool_timeout: Annotated[

@@ -113,6 +113,13 @@ def personas(
         render_personas(items, inv.sink, as_table=as_table)
 
 
+def _fault_kinds() -> list[str]:
+    """What TAB offers for `--fault`: each kind, a counted one up to its colon."""
+    from mavera_cli.mock.faults import KIND_LIST
+
+    return [kind.removesuffix("N") for kind in KIND_LIST.split(", ")]
+
+
 def mock(
     host: Annotated[
         str, typer.Option("--host", metavar="HOST", help="Loopback address to bind.")
@@ -127,6 +134,7 @@ def mock(
             metavar="KIND",
             help="Inject a failure: rate-limit, server-error, drop-after:N, stall-after:N, "
             "failed, incomplete, bad-json.",
+            autocompletion=_fault_kinds,
         ),
     ] = None,
     fail_first: Annotated[
