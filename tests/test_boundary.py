@@ -206,3 +206,50 @@ def test_a_broken_environment_is_a_usage_error(variable: str, value: str, needle
     )
     one_line_error(result.stderr, needle)
     assert "secretpw" not in result.stderr  # a proxy URL's password is never repeated
+
+
+def big_json_capture(path: Path) -> bytes:
+    """A capture whose answer is a 500 KB JSON object: far more than a pipe holds."""
+    text = json.dumps({"items": ["x" * 100 for _ in range(5000)]})
+    events = [{"type": "response.created", "response": {"status": "in_progress"}}]
+    events += [
+        {"type": "response.output_text.delta", "delta": text[i : i + 1000]}
+        for i in range(0, len(text), 1000)
+    ]
+    events.append({"type": "response.completed", "response": {"status": "completed"}})
+    data = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
+    path.write_bytes(data)
+    return text.encode()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["replay", "--as", "json"], ["replay", "--as", "tools"], ["replay"], ["replay", "--events"]],
+)
+def test_a_reader_that_leaves_early_ends_every_mode_quietly_with_141(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """`| head -c 10` on a big answer: the reader goes while a write is under way. The write
+    comes back short instead of failing; the rest must still be written (and so fail)."""
+    capture = tmp_path / "big.sse"
+    big_json_capture(capture)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mavera_cli", *args, str(capture)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=mavera_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert len(proc.stdout.read(10)) == 10
+    proc.stdout.close()
+    assert proc.wait(timeout=30) == 141
+    assert proc.stderr.read() == b""
+
+
+def test_the_whole_big_answer_arrives_when_the_reader_stays(tmp_path: Path) -> None:
+    capture = tmp_path / "big.sse"
+    text = big_json_capture(capture)
+    result = run_mavera(["replay", "--as", "json", str(capture)], process=True)
+    assert result.stdout.endswith(b"}\n")
+    assert json.loads(result.stdout) == json.loads(text)

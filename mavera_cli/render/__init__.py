@@ -112,7 +112,13 @@ class OutputSink:
 
     def _write_plain(self, data: bytes) -> None:
         try:
-            self._stream.write(data)
+            written = self._stream.write(data)
+            if written is not None and written < len(data):
+                # A pipe whose reader left mid-write: the buffered writer reports a short
+                # write instead of the error; writing the rest raises it.
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[self._stream.write(view) or 0 :]
             self._stream.flush()
         except BrokenPipeError:
             raise OutputClosed() from None
