@@ -3,11 +3,14 @@ stderr, never a traceback; and --max-time bounds a whole command, tool runs incl
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -238,12 +241,16 @@ def test_a_reader_that_leaves_early_ends_every_mode_quietly_with_141(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=mavera_env(),
+        # stdout buffered as a user's is (PYTHONUNBUFFERED, set or not, changes the write path)
+        env={k: v for k, v in mavera_env().items() if k != "PYTHONUNBUFFERED"},
     )
     assert proc.stdout is not None and proc.stderr is not None
-    assert len(proc.stdout.read(10)) == 10
+    # Like `head -c 10`: take ten bytes once the big write is under way, then go.
+    assert len(os.read(proc.stdout.fileno(), 10)) == 10
+    time.sleep(0.2)  # the writer is blocked in its write again
     proc.stdout.close()
-    assert proc.wait(timeout=30) == 141
+    rc = proc.wait(timeout=30)
+    assert rc == 141
     assert proc.stderr.read() == b""
 
 
@@ -253,3 +260,34 @@ def test_the_whole_big_answer_arrives_when_the_reader_stays(tmp_path: Path) -> N
     result = run_mavera(["replay", "--as", "json", str(capture)], process=True)
     assert result.stdout.endswith(b"}\n")
     assert json.loads(result.stdout) == json.loads(text)
+
+
+class ShortWritingPipe(io.RawIOBase):
+    """What a buffered stdout does when its reader leaves during a write: the first write
+    comes back short (no error), the next one fails."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.calls = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.calls += 1
+        if self.calls > 1:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.received += bytes(data[:100])
+        return 100
+
+
+def test_a_short_write_is_not_taken_for_a_whole_one() -> None:
+    from mavera_cli.errors import OutputClosed
+    from mavera_cli.render import OutputSink
+
+    pipe = ShortWritingPipe()
+    sink = OutputSink(pipe)  # type: ignore[arg-type]
+    with pytest.raises(OutputClosed):
+        sink.write(b"x" * 1000)
+    assert pipe.received == b"x" * 100
+    assert pipe.calls == 2  # the rest was written, and that is what failed
