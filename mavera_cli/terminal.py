@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TextIO
 
+from mavera_cli.printable import terminal_safe
 from mavera_cli.redact import Redactor, StreamRedactor
 
 # Matches rich's own Status: smooth enough for the "dots" spinner, cheap on the CPU.
@@ -91,7 +92,9 @@ class Terminal:
             self._line(message, "2")
 
     def _line(self, text: str, color: str) -> None:
-        text = " ".join(self.redact(text).splitlines()) or text
+        # Messages quote server text (error bodies, headers): no escape sequence of theirs
+        # may reach the terminal, and a line stays one line.
+        text = terminal_safe(self.redact(text))
         if self._live is not None:
             # Printed through the live display, the line lands above the spinner, not inside it.
             self._live.console.print(

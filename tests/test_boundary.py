@@ -291,3 +291,12 @@ def test_a_short_write_is_not_taken_for_a_whole_one() -> None:
         sink.write(b"x" * 1000)
     assert pipe.received == b"x" * 100
     assert pipe.calls == 2  # the rest was written, and that is what failed
+
+
+def test_server_text_in_an_error_line_has_no_escape_sequences(server: ScriptedServer) -> None:
+    """A hostile error body cannot recolour or retitle the terminal through our message."""
+    hostile = "\x1b]0;pwned\x07\x1b[31mred\x1b[0m\nsecond line\x07"
+    server.script(lambda ex, wire: wire.respond(400, {"error": {"message": hostile}}))
+    result = run_mavera(["stream", "--base-url", server.base_url, "hi"], expect=4)
+    line = one_line_error(result.stderr, "red", "second line")
+    assert "\x1b" not in line and "\x07" not in line
