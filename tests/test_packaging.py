@@ -39,6 +39,17 @@ def test_the_wheel_carries_the_man_page_as_data(wheel: Path) -> None:
         assert archive.read(names[0]) == (REPO / "man" / "mavera.1").read_bytes()
 
 
+def test_the_wheel_holds_only_what_runs(wheel: Path) -> None:
+    """Developer tools (docgen) and test-only helpers stay out of the shipped package."""
+    with zipfile.ZipFile(wheel) as archive:
+        modules = {name for name in archive.namelist() if name.endswith(".py")}
+        assert "mavera_cli/cli.py" in modules
+        assert not any(name.startswith(("scripts/", "tests/")) for name in modules)
+        assert "mavera_cli/docgen.py" not in modules
+        clispec = archive.read("mavera_cli/clispec.py").decode()
+    assert "def check_invocation" not in clispec and "def invocations" not in clispec
+
+
 def test_an_install_puts_the_man_page_where_man_finds_it(wheel: Path, tmp_path: Path) -> None:
     prefix = tmp_path / "prefix"
     # --ignore-installed: without it pip first uninstalls the mavera-cli this test runs from.
