@@ -107,6 +107,19 @@ def test_stream_prints_the_final_text(server, entry, chunking, mavera_ending) ->
     assert body["stream"] is True and body["input"] == "hi"
 
 
+@pytest.mark.parametrize("entry", MANIFEST, ids=fixture_ids)
+def test_smoke_a_real_process_streams_each_recording(server, entry) -> None:
+    """The matrix above runs in this process; once per recording, a real `python -m
+    mavera_cli` over a real socket, in random splits, prints the same and exits the same."""
+    data = entry["path"].read_bytes() + DONE
+    serve(server, random_splits(data, seed=1))
+    result = run_mavera(
+        ["stream", "--base-url", server.base_url, "hi"], expect=expected_exit(entry), process=True
+    )
+    text = entry["final_text"]
+    assert result.stdout == (text if not text or text.endswith("\n") else text + "\n").encode()
+
+
 @pytest.mark.parametrize("chunking", ["whole", "crlf-random", "bytewise"])
 @pytest.mark.parametrize("entry", MANIFEST, ids=fixture_ids)
 def test_events_reproduce_every_event(server, entry, chunking) -> None:
