@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -204,19 +205,20 @@ class Trace:
 
 
 TRACE_PREFIX = b'{"type":"mavera.'
+# What we write starts with TRACE_PREFIX; a trace re-encoded by another tool may space it out.
+_TRACE_START = re.compile(rb'\s*\{\s*"type"\s*:\s*"mavera\.')
 
 
 def open_peekable(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
     """`stream` (wrapped if it cannot peek) and its first bytes, still unread: enough to tell
     a trace from a raw capture."""
-    if not hasattr(stream, "peek"):
-        stream = io.BufferedReader(stream)  # type: ignore[arg-type]
-    return stream, stream.peek(len(TRACE_PREFIX))  # type: ignore[attr-defined]
+    peekable: Any = stream if hasattr(stream, "peek") else io.BufferedReader(stream)
+    return peekable, peekable.peek(64)
 
 
 def looks_like_trace(head: bytes) -> bool:
     """Whether a file starting with `head` is a trace (its first line is a trace line)."""
-    return head.lstrip(b"\xef\xbb\xbf").startswith(TRACE_PREFIX)
+    return _TRACE_START.match(head) is not None
 
 
 def read_trace(stream: BinaryIO, name: str) -> Trace:
