@@ -11,9 +11,11 @@ most a torn last one. The key is masked everywhere; the reads are masked as a st
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -60,7 +62,7 @@ class TraceWriter(StreamObserver):
     """Writes the trace of one command to `path`, line by line, as things happen.
 
     The file is created at the first request (a command that fails before sending anything
-    leaves no trace) and truncated then.
+    leaves no trace); an existing file is replaced then.
     """
 
     def __init__(
@@ -72,7 +74,7 @@ class TraceWriter(StreamObserver):
         self._stream = StreamRedactor(secret)
         self._clock = clock
         self._start: float | None = None
-        self._fd: int | None = None
+        self._lines: _LineWriter | None = None
         self._broken = False
 
     def _t(self) -> float:
@@ -83,21 +85,21 @@ class TraceWriter(StreamObserver):
 
     def _open(self) -> None:
         try:
-            self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            self._lines = _LineWriter(_create(self._path))
         except OSError as exc:
             raise UsageError(f"cannot write {self._path}: {exc.strerror or exc}") from exc
 
     def _write(self, line: bytes) -> None:
-        fd = self._fd
-        if fd is None or self._broken:
+        lines = self._lines
+        if lines is None or self._broken:
             return
-        try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view) :]
-        except OSError as exc:
+        lines.put(line)
+        error = lines.error
+        if error is not None:
             self._broken = True  # one message: the rest of the run goes on without a trace
-            raise OutputFailedError(f"cannot write {self._path}: {exc.strerror or exc}") from exc
+            raise OutputFailedError(
+                f"cannot write {self._path}: {error.strerror or error}"
+            ) from error
 
     def _record(self, record: dict[str, Any]) -> None:
         self._write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
@@ -109,7 +111,7 @@ class TraceWriter(StreamObserver):
             self._write(read_line(self._t(), held))
 
     def on_request(self, method: str, url: str, body_bytes: int) -> None:
-        if self._fd is None:
+        if self._lines is None:
             self._open()
         self._release_held()
         self._stream = StreamRedactor(self._secret)
@@ -139,7 +141,8 @@ class TraceWriter(StreamObserver):
         self._write(read_line(self._t(), self._stream.feed(chunk)))
 
     def on_end(self, error: BaseException | None) -> None:
-        if self._fd is None:
+        lines = self._lines
+        if lines is None:
             return
         try:
             self._release_held()
@@ -153,13 +156,70 @@ class TraceWriter(StreamObserver):
                     "message": None if message is None else self._redactor.text(message),
                 }
             )
+            failure = lines.close()
+            if failure is not None and not self._broken:
+                self._broken = True
+                raise OutputFailedError(
+                    f"cannot write {self._path}: {failure.strerror or failure}"
+                ) from failure
         except OutputFailedError:
             if error is None:
                 raise
             # Already failing: the first error says why; the trace just ends here.
         finally:
-            os.close(self._fd)
-            self._fd = None
+            lines.close()
+            self._lines = None
+
+
+class _LineWriter:
+    """Writes whole lines to `fd`, one `os.write` each, as they come: a killed run leaves
+    whole lines. (A writer thread was tried: on two busy cores its wake-ups cost more CPU
+    than the copies it moved off the main thread.)"""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self.error: OSError | None = None
+
+    def put(self, line: bytes) -> None:
+        fd = self._fd
+        if fd is None or self.error is not None:
+            return
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            self.error = exc  # the writer tells it
+
+    def close(self) -> OSError | None:
+        """Close the file; the first write error, if any."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError as exc:
+                self.error = self.error or exc
+        return self.error
+
+
+def _create(path: str) -> int:
+    """A new, empty FILE (through a symlink, what it points at), with an existing file's
+    permissions. An existing regular file is replaced, not truncated: ext4 flushes a file
+    truncated and rewritten when it is closed, which would cost tens of ms per big trace."""
+    target = os.path.realpath(path)
+    try:
+        status = os.stat(target)
+    except OSError:
+        status = None
+    if status is None or not stat.S_ISREG(status.st_mode):
+        # New, or not a regular file (a FIFO, /dev/stderr): opened as it is.
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    os.unlink(target)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    # Another owner's mode cannot be given: the umask's default then stays.
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, stat.S_IMODE(status.st_mode))
+    return fd
 
 
 def read_line(t: float, data: bytes) -> bytes:

@@ -285,3 +285,33 @@ def test_error_event_chunks_split_across_reads_keep_their_exit_code(server, tmp_
     run_mavera(["stream", "--trace", str(trace), "--base-url", server.base_url, "hi"], expect=10)
     assert trace_lines(trace)[-1]["exit_code"] == 10
     assert run_mavera(["inspect", str(trace)], expect=10).code == 10
+
+
+def test_a_trace_that_cannot_be_written_ends_the_run_with_74(server) -> None:
+    server.script(paused_handler([b"".join(text_stream(["x"]))]))
+    result = run_mavera(
+        ["stream", "--trace", "/dev/full", "--base-url", server.base_url, "hi"], expect=74
+    )
+    assert "cannot write /dev/full" in result.stderr
+
+
+def test_an_existing_trace_is_replaced_keeping_its_permissions(server, tmp_path: Path) -> None:
+    server.script(paused_handler([b"".join(text_stream(["new"]))]))
+    target = tmp_path / "old.trace"
+    target.write_text("old content that is longer than nothing\n" * 100)
+    target.chmod(0o600)
+    link = tmp_path / "link.trace"
+    link.symlink_to(target)
+    run_mavera(["stream", "--trace", str(link), "--base-url", server.base_url, "hi"])
+    assert link.is_symlink()
+    assert target.stat().st_mode & 0o777 == 0o600
+    lines = trace_lines(target)
+    assert lines[0]["type"] == "mavera.request" and lines[-1]["type"] == "mavera.end"
+
+
+def test_the_trace_modules_stay_within_their_layer() -> None:
+    from tests.test_architecture import loaded_after
+
+    for module in ("mavera_cli.trace", "mavera_cli.timing", "mavera_cli.observe"):
+        assert not loaded_after(f"import {module}") & {"httpx", "rich", "typer"}, module
+    assert not loaded_after("import mavera_cli.inspect") & {"httpx", "rich", "typer"}
