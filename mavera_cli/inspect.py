@@ -291,7 +291,13 @@ def _inspect_trace(trace: Trace, path: str) -> InspectReport:
             f"the trace was cut short{torn}: it has no mavera.end line; this is what it holds"
         )
     if report.attempts > 1:
-        report.notes.append(f"{report.attempts} attempts: the last one is reported")
+        report.notes.append(
+            f"{report.attempts} requests (retries or tool rounds): the last one is reported"
+        )
+    headers = attempt.response.get("headers") if attempt.response is not None else None
+    content_type = headers.get("content-type", "") if isinstance(headers, dict) else ""
+    if isinstance(content_type, str) and content_type.startswith("application/json"):
+        report.notes.append("the body is JSON, not an event stream (a trace of `ask`?)")
     return report
 
 

@@ -199,3 +199,27 @@ def test_the_terminal_table_and_chart() -> None:
     chart = arrivals_chart(TimingFigures(total=1.0, arrivals=[(0.0, 1), (0.5, 4), (0.99, 1)]), 10)
     bars = chart.splitlines()[0].split("|")[1]
     assert len(bars) == 10 and bars[5] == "█" and bars[1] == " "
+
+
+@pytest.mark.parametrize("entry", MANIFEST, ids=lambda entry: entry["file"].removesuffix(".sse"))
+def test_inspect_of_a_live_trace_agrees_with_what_stream_did(server, entry, tmp_path: Path) -> None:
+    from tests.chunking import random_splits
+
+    data = entry["path"].read_bytes()
+    chunks = random_splits(data, seed=len(data), max_size=301)
+
+    def handler(exchange, wire) -> None:
+        wire.head()
+        wire.send_chunks(chunks)
+
+    server.script(handler)
+    trace, capture = tmp_path / "run.trace", tmp_path / "run.sse"
+    args = ["--trace", str(trace), "--save-raw", str(capture), "--base-url", server.base_url]
+    streamed = run_mavera(["stream", *args, "hi"], expect=None)
+    from_trace, code = inspect_json(trace)
+    from_capture, capture_code = inspect_json(capture)
+    assert code == capture_code == streamed.code
+    assert from_trace["recorded"]["exit_code"] == streamed.code
+    for key in ("outcome", "bytes", "events_by_type", "sequence", "usage", "done_marker"):
+        assert from_trace[key] == from_capture[key], key
+    assert from_trace["timing"]["to_first_event"] is not None

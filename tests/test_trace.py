@@ -178,6 +178,9 @@ def test_ask_traces_the_body_as_one_read(server, tmp_path: Path) -> None:
         "mavera.end",
     ]
     assert json.loads(read_bytes(lines)) == body
+    # Not a stream: inspect says so, and gives replay's exit code for it.
+    report = run_mavera(["inspect", "--json", str(trace)], expect=7)
+    assert any("not an event stream" in note for note in json.loads(report.stdout)["notes"])
 
 
 def test_an_unwritable_trace_is_a_usage_error_before_anything_is_sent(
