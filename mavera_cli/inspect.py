@@ -1,9 +1,11 @@
 """`mavera inspect`: what a trace or a raw capture holds, and how the stream ended.
 
 The bytes go through the decoder, event parser and accumulator the live commands use, folded
-exactly as `replay` folds them (up to the terminal event, `[DONE]` or the first malformed
-event), so the exit code reported (and exited with) is the one `replay` gives. The rest of
-the report looks at every event in the file, also after the end.
+exactly as `replay` folds them (the same long closing events cut short; up to the terminal
+event, `[DONE]` or the first malformed event), so the exit code reported (and exited with) is
+the one `replay` gives. The rest of the report looks at every event in the file, also after
+the end. One difference, as with `stream --usage`: a terminal event is read whole, for its
+usage, so a malformed one longer than 64 KiB fails here where `replay` may only read its head.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from orjson import JSONDecodeError, loads
 
 from mavera_cli.capture import REPLAY_CHUNK
 from mavera_cli.errors import ExitCode, InvalidOutputError, MaveraError, UsageError
-from mavera_cli.events import DONE_MARKER, ResponseAccumulator, parse_event
+from mavera_cli.events import DONE_MARKER, TERMINAL_EVENTS, ResponseAccumulator, parse_event
+from mavera_cli.render.text import TextRenderer
 from mavera_cli.sse import SSEDecoder
 from mavera_cli.timing import TimingFigures, TimingRecorder
 from mavera_cli.trace import Trace, looks_like_trace, open_peekable, read_trace
@@ -72,6 +75,12 @@ KNOWN_EVENT_FAMILIES = (
     "response.audio.",
     "response.computer_call.",
 )
+# `replay` (as `stream`) lets the decoder cut these events short when a line of theirs is long,
+# and never parses what was cut; inspect cuts the same ones, so that it folds exactly the events
+# replay folds. Terminal events are read whole for their usage, as `stream --usage` reads them.
+REPLAY_TRUNCATED = TextRenderer.truncatable_events - TERMINAL_EVENTS
+# The sequence number of an event cut short, from the head that was kept.
+_SEQUENCE_NUMBER = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
 # A file is SSE if some line starts with a field an event needs.
 _SSE_FIELD = re.compile(rb"(?:^|[\r\n])(?:data|event)\s*:")
 _CLIP = 80
@@ -311,7 +320,7 @@ class _Analysis:
         clock: _TraceClock | None = None,
     ) -> None:
         self.report = report
-        self.decoder = SSEDecoder()
+        self.decoder = SSEDecoder(truncate=REPLAY_TRUNCATED)
         self.accumulator = ResponseAccumulator()
         self.stopped = False  # replay stops here: the terminal event, [DONE], a malformed event
         self.timing = timing
@@ -335,7 +344,7 @@ class _Analysis:
         for sse in events:
             raw = sse.data
             try:
-                data = loads(raw)
+                data = loads(raw) if not sse.truncated else None
             except JSONDecodeError:
                 data = None
                 if raw.strip() == DONE_MARKER:
@@ -373,6 +382,8 @@ class _Analysis:
                 report.events_after_end += 1
             fields = event.data
             number = fields.get("sequence_number")
+            if sse.truncated and (match := _SEQUENCE_NUMBER.search(raw)) is not None:
+                number = int(match.group(1))
             if number.__class__ is int:
                 sequence.add(number, position)
             name = sse.event

@@ -223,3 +223,21 @@ def test_inspect_of_a_live_trace_agrees_with_what_stream_did(server, entry, tmp_
     for key in ("outcome", "bytes", "events_by_type", "sequence", "usage", "done_marker"):
         assert from_trace[key] == from_capture[key], key
     assert from_trace["timing"]["to_first_event"] is not None
+
+
+def test_a_long_closing_event_is_folded_as_replay_folds_it(tmp_path: Path) -> None:
+    # replay (as stream) cuts a long line of a closing event short and never parses it: a
+    # malformed one does not fail there, so inspect must not fail on it either. Its sequence
+    # number is still read from the head that was kept.
+    events = text_stream(["a"])
+    long_done = (
+        b'event: response.output_text.done\ndata: {"type":"response.output_text.done",'
+        b'"sequence_number":4,"text":"' + b"x" * 300_000 + b"\n\n"  # no closing quote/brace
+    )
+    capture = tmp_path / "long.sse"
+    capture.write_bytes(b"".join(events[:4]) + long_done + b"".join(events[5:]))
+    data, code = inspect_json(capture)
+    assert code == run_mavera(["replay", str(capture)], expect=None).code == 0
+    assert data["events_by_type"]["response.output_text.done"] == 1
+    assert data["sequence"]["gaps"] == [] and data["sequence"]["last"] == 5
+    assert data["malformed_lines"] == []
