@@ -14,15 +14,15 @@ function __fish_mavera_path
         if string match -q -- '-*' $token
             switch (string join ' ' -- $path)
             case 'stream'
-                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw; and set skip 1
+                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace; and set skip 1
             case 'ask'
-                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw; and set skip 1
+                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace; and set skip 1
             case 'replay'
-                contains -- $token --as; and set skip 1
+                contains -- $token --as --pace; and set skip 1
             case 'json'
-                contains -- $token --schema --schema-name -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw; and set skip 1
+                contains -- $token --schema --schema-name -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace; and set skip 1
             case 'tools'
-                contains -- $token --functions --tool-choice --exec --tool-timeout --max-rounds --tool-errors -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw; and set skip 1
+                contains -- $token --functions --tool-choice --exec --tool-timeout --max-rounds --tool-errors -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace; and set skip 1
             case 'personas'
                 contains -- $token --base-url; and set skip 1
             case 'mock'
@@ -33,7 +33,7 @@ function __fish_mavera_path
         set -l commands
         switch (string join ' ' -- $path)
             case ''
-                set commands stream ask replay json tools completion personas mock config
+                set commands stream ask replay inspect json tools completion personas mock config
             case 'config'
                 set commands show
         end
@@ -51,7 +51,8 @@ end
 complete -c mavera -f
 complete -c mavera -n '__fish_mavera_at ""' -a stream -d 'Stream an answer: print each text delta the moment it arrives.'
 complete -c mavera -n '__fish_mavera_at ""' -a ask -d 'Send one standard request (no streaming); print the answer when it is complete.'
-complete -c mavera -n '__fish_mavera_at ""' -a replay -d 'Render a saved raw SSE capture offline, through the same renderers as the live commands.'
+complete -c mavera -n '__fish_mavera_at ""' -a replay -d 'Render a saved raw SSE capture or trace offline, through the live commands\' renderers.'
+complete -c mavera -n '__fish_mavera_at ""' -a inspect -d 'Report what a trace or raw capture holds: outcome, events, sequence, usage, timing.'
 complete -c mavera -n '__fish_mavera_at ""' -a json -d 'Structured output: print the answer as JSON, only once it is complete and valid.'
 complete -c mavera -n '__fish_mavera_at ""' -a tools -d 'Function calling: print each completed call as NDJSON, or run local commands as tools.'
 complete -c mavera -n '__fish_mavera_at ""' -a completion -d 'Print the TAB-completion script for bash, zsh or fish.'
@@ -74,6 +75,8 @@ complete -c mavera -n '__fish_mavera_at \'stream\'' -l mock -d 'Use the built-in
 complete -c mavera -n '__fish_mavera_at \'stream\'' -s n -l no-newline -d 'Do not end the text with a newline.'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -l allow-insecure-http -d 'Allow sending the API key over plain http to a non-loopback host.'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'stream\'' -l trace -r -F -d 'Log the request, the response head and every network read with its time, as NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).'
+complete -c mavera -n '__fish_mavera_at \'stream\'' -l timing -d 'At the end, print where the time went to stderr: headers, first event, first delta, total, rates, the longest gap (not with -q).'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -l no-color -d 'No colour (also NO_COLOR).'
@@ -92,6 +95,8 @@ complete -c mavera -n '__fish_mavera_at \'ask\'' -l mock -d 'Use the built-in fa
 complete -c mavera -n '__fish_mavera_at \'ask\'' -s n -l no-newline -d 'Do not end the text with a newline.'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -l allow-insecure-http -d 'Allow sending the API key over plain http to a non-loopback host.'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'ask\'' -l trace -r -F -d 'Log the request, the response head and every network read with its time, as NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).'
+complete -c mavera -n '__fish_mavera_at \'ask\'' -l timing -d 'At the end, print where the time went to stderr: headers, first event, first delta, total, rates, the longest gap (not with -q).'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -l no-color -d 'No colour (also NO_COLOR).'
@@ -99,11 +104,18 @@ complete -c mavera -n '__fish_mavera_at \'ask\'' -s h -l help -d 'Show this mess
 complete -c mavera -n '__fish_mavera_at \'replay\'' -l events -d 'Write every event as NDJSON.'
 complete -c mavera -n '__fish_mavera_at \'replay\'' -l as -x -a 'stream json tools' -d 'Render as this command would: stream, json or tools.'
 complete -c mavera -n '__fish_mavera_at \'replay\'' -s n -l no-newline -d 'Do not end the text with a newline.'
+complete -c mavera -n '__fish_mavera_at \'replay\'' -l pace -x -d 'A trace only: deliver each read when it came (FACTOR: that many times faster).'
 complete -c mavera -n '__fish_mavera_at \'replay\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'replay\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'replay\'' -l no-color -d 'No colour (also NO_COLOR).'
 complete -c mavera -n '__fish_mavera_at \'replay\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'replay\'' -F
+complete -c mavera -n '__fish_mavera_at \'inspect\'' -l json -d 'One JSON object (the default when stdout is not a terminal).'
+complete -c mavera -n '__fish_mavera_at \'inspect\'' -s q -l quiet -d 'No messages on stderr.'
+complete -c mavera -n '__fish_mavera_at \'inspect\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
+complete -c mavera -n '__fish_mavera_at \'inspect\'' -l no-color -d 'No colour (also NO_COLOR).'
+complete -c mavera -n '__fish_mavera_at \'inspect\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'inspect\'' -F
 complete -c mavera -n '__fish_mavera_at \'json\'' -l schema -r -F -d 'JSON Schema the answer must match: a file, or inline JSON starting with `{`. Without it the model is asked for any JSON object.'
 complete -c mavera -n '__fish_mavera_at \'json\'' -l schema-name -x -d 'Name sent with the schema [default: the file\'s stem, or `response`].'
 complete -c mavera -n '__fish_mavera_at \'json\'' -l strict -d 'Ask the server to enforce the schema strictly (strict mode has schema rules of its own, e.g. additionalProperties: false).'
@@ -125,6 +137,8 @@ complete -c mavera -n '__fish_mavera_at \'json\'' -l mock -d 'Use the built-in f
 complete -c mavera -n '__fish_mavera_at \'json\'' -s n -l no-newline -d 'Do not end the text with a newline.'
 complete -c mavera -n '__fish_mavera_at \'json\'' -l allow-insecure-http -d 'Allow sending the API key over plain http to a non-loopback host.'
 complete -c mavera -n '__fish_mavera_at \'json\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'json\'' -l trace -r -F -d 'Log the request, the response head and every network read with its time, as NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).'
+complete -c mavera -n '__fish_mavera_at \'json\'' -l timing -d 'At the end, print where the time went to stderr: headers, first event, first delta, total, rates, the longest gap (not with -q).'
 complete -c mavera -n '__fish_mavera_at \'json\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'json\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'json\'' -l no-color -d 'No colour (also NO_COLOR).'
@@ -149,6 +163,8 @@ complete -c mavera -n '__fish_mavera_at \'tools\'' -l mock -d 'Use the built-in 
 complete -c mavera -n '__fish_mavera_at \'tools\'' -s n -l no-newline -d 'Do not end the text with a newline.'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l allow-insecure-http -d 'Allow sending the API key over plain http to a non-loopback host.'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'tools\'' -l trace -r -F -d 'Log the request, the response head and every network read with its time, as NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).'
+complete -c mavera -n '__fish_mavera_at \'tools\'' -l timing -d 'At the end, print where the time went to stderr: headers, first event, first delta, total, rates, the longest gap (not with -q).'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l no-color -d 'No colour (also NO_COLOR).'

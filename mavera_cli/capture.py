@@ -1,4 +1,5 @@
-"""Raw captures: `--save-raw` writes the bytes received (atomically); `replay` reads them back."""
+"""Raw captures: `--save-raw` writes the bytes received (atomically); `replay` reads them back,
+and reads `--trace` files too (the last attempt's reads, paced like the original with `--pace`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -119,18 +121,77 @@ def _create_temporary(target: str, mode: int | None) -> tuple[str, BinaryIO]:
         raise
 
 
+def parse_pace(value: str) -> float:
+    """`--pace original|FACTOR`: how many times faster than recorded (original is 1)."""
+    if value == "original":
+        return 1.0
+    try:
+        factor = float(value)
+    except ValueError:
+        factor = 0.0
+    if not factor > 0 or factor == float("inf"):
+        raise UsageError(f"--pace takes `original` or a speed factor above 0, not {value!r}")
+    return factor
+
+
 @contextmanager
-def replay_chunks(path: str) -> Iterator[Iterator[bytes]]:
-    """A saved capture as a chunk source for the core (`-` reads stdin)."""
+def replay_chunks(
+    path: str,
+    pace: float | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Iterator[bytes]]:
+    """A saved capture or trace as a chunk source for the core (`-` reads stdin).
+
+    A trace gives its last attempt's reads (what `--save-raw` would have kept); with `pace`
+    (a speed factor) each read comes when it came in the recording, counted from the
+    attempt's request, so the wait before the first read is re-created too.
+    """
+    from mavera_cli.trace import looks_like_trace, open_peekable, read_trace
+
     try:
         stream: BinaryIO = open(path, "rb") if path != "-" else _stdin()  # noqa: SIM115
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
-        yield iter(lambda: stream.read1(REPLAY_CHUNK), b"")  # type: ignore[attr-defined]
+        try:
+            stream, head = open_peekable(stream)
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if not looks_like_trace(head):
+            if pace is not None:
+                raise UsageError(
+                    f"--pace needs a trace (--trace FILE): {path} is a raw capture, without times"
+                )
+            yield iter(lambda: stream.read1(REPLAY_CHUNK), b"")  # type: ignore[attr-defined]
+            return
+        attempt = read_trace(stream, path).last_attempt
+        reads = attempt.reads if attempt is not None else []
+        if pace is None:
+            yield (data for _, data in reads)
+        else:
+            yield _paced(reads, attempt.start if attempt else 0.0, pace, sleep, clock)
     finally:
         if path != "-":
             stream.close()
+
+
+def _paced(
+    reads: list[tuple[float, bytes]],
+    start: float,
+    pace: float,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> Iterator[bytes]:
+    """Each read at its recorded time (÷ pace) after the replay began: on a schedule, so the
+    time spent rendering one read does not delay all the later ones."""
+    began = clock()
+    for at, data in reads:
+        wait = began + max(0.0, at - start) / pace - clock()
+        if wait > 0:
+            sleep(wait)
+        yield data
 
 
 def _stdin() -> BinaryIO:

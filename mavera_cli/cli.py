@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from mavera_cli import __version__
-from mavera_cli.commands import requests, service
+from mavera_cli.commands import inspect, requests, service
 from mavera_cli.errors import EXIT_CODE_MEANINGS
 from mavera_cli.typer_options import UsageLineCommand
 
@@ -55,6 +55,7 @@ def command_spec() -> Any:
 app.command(cls=UsageLineCommand)(requests.stream)
 app.command(cls=UsageLineCommand)(requests.ask)
 app.command(cls=UsageLineCommand)(requests.replay)
+app.command(cls=UsageLineCommand)(inspect.inspect)
 app.command("json", cls=UsageLineCommand)(requests.json_command)
 app.command("tools", cls=UsageLineCommand)(requests.tools_command)
 app.command(cls=UsageLineCommand)(service.completion)

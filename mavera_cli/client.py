@@ -27,6 +27,7 @@ from mavera_cli.errors import (
     redirect_error,
     server_message,
 )
+from mavera_cli.observe import StreamObserver
 from mavera_cli.redact import Redactor
 from mavera_cli.retry import parse_retry_after
 
@@ -85,8 +86,11 @@ class MaveraClient:
         self.close()
 
     @contextmanager
-    def open_stream(self, payload: dict[str, Any]) -> Iterator[Iterator[bytes]]:
-        """POST a streaming request; yield an iterator over the raw body chunks as they arrive."""
+    def open_stream(
+        self, payload: dict[str, Any], observer: StreamObserver | None = None
+    ) -> Iterator[Iterator[bytes]]:
+        """POST a streaming request; yield an iterator over the raw body chunks as they arrive.
+        `observer` hears of the request and the response head (the core tells it the reads)."""
         request = self._http.build_request(
             "POST",
             "responses",
@@ -98,7 +102,7 @@ class MaveraClient:
                 "Accept-Encoding": "identity",
             },
         )
-        response = self._send(request)
+        response = self._send(request, observer)
         try:
             self._check_status(response)
             self._check_stream_type(response)
@@ -107,10 +111,14 @@ class MaveraClient:
             response.close()
 
     def create_response(
-        self, payload: dict[str, Any], on_body: Callable[[bytes], None] | None = None
+        self,
+        payload: dict[str, Any],
+        on_body: Callable[[bytes], None] | None = None,
+        observer: StreamObserver | None = None,
     ) -> dict[str, Any]:
-        """POST a non-streaming request; the Response object. `on_body` gets the body bytes."""
-        data = self._request_json("POST", "responses", payload, on_body)
+        """POST a non-streaming request; the Response object. `on_body` gets the body bytes,
+        `observer` the request, the response head and the body as one read."""
+        data = self._request_json("POST", "responses", payload, on_body, observer)
         if not isinstance(data, dict):
             raise InvalidOutputError("the server's response is not a JSON object")
         return data
@@ -129,6 +137,7 @@ class MaveraClient:
         path: str,
         payload: dict[str, Any] | None,
         on_body: Callable[[bytes], None] | None = None,
+        observer: StreamObserver | None = None,
     ) -> Any:
         request = self._http.build_request(
             method,
@@ -136,7 +145,7 @@ class MaveraClient:
             content=None if payload is None else orjson.dumps(payload),
             headers={"Content-Type": "application/json"} if payload is not None else None,
         )
-        response = self._send(request)
+        response = self._send(request, observer)
         try:
             self._check_status(response)
             try:
@@ -145,6 +154,8 @@ class MaveraClient:
                 raise _body_error(exc, self._settings) from exc
         finally:
             response.close()
+        if observer is not None:
+            observer.on_read(body)
         if on_body is not None:
             on_body(body)
         try:
@@ -154,14 +165,20 @@ class MaveraClient:
                 f"the server's response is not JSON: {self._message(body)}"
             ) from exc
 
-    def _send(self, request: httpx.Request) -> httpx.Response:
+    def _send(
+        self, request: httpx.Request, observer: StreamObserver | None = None
+    ) -> httpx.Response:
         """Send and return once the status line and headers are in; the body is not read."""
         self._log_request(request)
+        if observer is not None:
+            observer.on_request(request.method, str(request.url), len(request.content))
         try:
             response = self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise _request_error(exc, self._settings) from exc
         self._log_response(response)
+        if observer is not None:
+            observer.on_response(response.status_code, response.headers.multi_items())
         return response
 
     def _check_status(self, response: httpx.Response) -> None:

@@ -29,6 +29,7 @@ from mavera_cli.errors import (
     TimedOutError,
 )
 from mavera_cli.events import TEXT_DELTA, ResponseAccumulator, parse_event
+from mavera_cli.observe import StreamObserver, observed
 from mavera_cli.render import Renderer
 from mavera_cli.retry import backoff, come_back_after, should_retry, too_long_to_wait
 from mavera_cli.sse import SSEDecoder
@@ -50,6 +51,7 @@ def run_stream(
     on_first_chunk: Callable[[], None] | None = None,
     parse_output: OutputParser | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    observer: StreamObserver | None = None,
 ) -> ResponseAccumulator:
     """Stream one response through `renderer`; return the accumulator if it completed.
 
@@ -57,15 +59,20 @@ def run_stream(
     a renderer that holds all output until the end (`json`), after a stream that broke or
     stalled mid-way. `parse_output` (json mode, whatever the renderer) turns the completed
     output text into `accumulator.parsed_output`, or raises InvalidOutputError: a failure like
-    any other, reported by the renderer.
+    any other, reported by the renderer. `observer` (--trace, --timing) hears of every
+    network read, and of events if it asks.
     """
     retrier = Retrier(retries, on_retry, sleep)
+    if observer is not None:
+        renderer = observed(renderer, observer)
     keep_text = renderer.needs_text or parse_output is not None
     while True:
         accumulator = ResponseAccumulator(keep_text=keep_text)
         try:
             try:
-                _attempt(source, renderer, accumulator, capture, on_first_chunk, parse_output)
+                _attempt(
+                    source, renderer, accumulator, capture, on_first_chunk, parse_output, observer
+                )
                 renderer.finish(accumulator)
                 return accumulator
             except MaveraError as error:
@@ -98,11 +105,12 @@ def _attempt(
     capture: CaptureWriter | None,
     on_first_chunk: Callable[[], None] | None,
     parse_output: OutputParser | None,
+    observer: StreamObserver | None,
 ) -> None:
     """One request: stream it into `accumulator`; raise why it did not complete."""
     renderer.start(accumulator)
     try:
-        _pump(source, renderer, accumulator, capture, on_first_chunk)
+        _pump(source, renderer, accumulator, capture, on_first_chunk, observer)
     except (PartialStreamError, TimedOutError) as error:
         if accumulator.events_seen:
             error.message += f" ({accumulator.progress()})"
@@ -133,6 +141,7 @@ def _pump(
     accumulator: ResponseAccumulator,
     capture: CaptureWriter | None,
     on_first_chunk: Callable[[], None] | None,
+    observer: StreamObserver | None,
 ) -> None:
     decoder = SSEDecoder(truncate=renderer.truncatable_events)
     feed = decoder.feed
@@ -150,6 +159,8 @@ def _pump(
                 on_first_chunk = None
             if capture is not None:
                 capture.write(chunk)
+            if observer is not None:
+                observer.on_read(chunk)
             ended = False
             for sse in feed(chunk):
                 data = None

@@ -22,11 +22,13 @@ from mavera_cli.config import Settings, resolve_settings
 from mavera_cli.core import OutputParser, call_with_retries, run_stream, time_limit
 from mavera_cli.errors import MaveraError, OutputFailedError
 from mavera_cli.events import ResponseAccumulator
+from mavera_cli.observe import ObserverGroup, StreamObserver
 from mavera_cli.options import DiagnosticOptions, RequestOptions
 from mavera_cli.render import OutputSink, Renderer
 from mavera_cli.render.usage import UsageMeter, UsageTap
 from mavera_cli.reporting import Reporter
 from mavera_cli.terminal import Terminal
+from mavera_cli.timing import TimingRecorder
 
 T = TypeVar("T")
 
@@ -55,6 +57,9 @@ class Invocation:
     opts: RequestOptions = field(default_factory=RequestOptions)
     environ: dict[str, str] = field(default_factory=dict)
     usage: UsageMeter = field(default_factory=UsageMeter)
+    # --trace / --timing: told of every request, read and event (None: nothing to tell).
+    observer: StreamObserver | None = None
+    timing: TimingRecorder | None = None
 
     def show(self, renderer: Renderer) -> Renderer:
         """Make `renderer` the product's; the boundary tells it of any failure from now on."""
@@ -84,13 +89,22 @@ class Invocation:
             stack.enter_context(time_limit(settings.max_time))
             debug = self.terminal.debug if self.terminal.verbose else None
             client = stack.enter_context(MaveraClient(settings, debug))
+            if self.timing is not None:
+                stack.callback(self.timing.stop)  # before the client and any fake server close
             yield Connection(self, settings, client)
 
-    def close(self) -> None:
+    def close(self, error: BaseException | None = None) -> None:
+        """The command ended (with `error`, if it failed): end the trace, tell the totals."""
+        if self.observer is not None:
+            self.observer.on_end(error)
         # Also after a failure: a failed or incomplete response may still have cost credits.
         summary = self.usage.summary() if self.opts.usage else None
         if summary is not None:
             self.terminal.info(summary)
+        if self.timing is not None:
+            from mavera_cli.timing import timing_line
+
+            self.terminal.info(timing_line(self.timing.figures))
 
 
 @dataclass
@@ -116,13 +130,14 @@ class Connection:
         with self.spinner() as spinner:
             try:
                 return run_stream(
-                    lambda: self.client.open_stream(payload),
+                    lambda: self.client.open_stream(payload, inv.observer),
                     tapped,
                     retries=self.settings.retries,
                     capture=capture,
                     on_retry=announce_retry(inv.terminal),
                     on_first_chunk=spinner.stop,
                     parse_output=parse_output,
+                    observer=inv.observer,
                 )
             finally:
                 renderer.close()  # also for Ctrl-C or a closed pipe: no preview outlives it
@@ -130,13 +145,16 @@ class Connection:
     def create(self, payload: dict[str, Any]) -> dict[str, Any]:
         """One non-streamed response (`ask`), counted for --usage; --save-raw keeps its body."""
         capture = self._capture()
+        observer = self.invocation.observer
 
         def attempt() -> dict[str, Any]:
             if capture is None:
-                return self.client.create_response(payload)
+                return self.client.create_response(payload, observer=observer)
             capture.start_attempt()  # a retry's body replaces the failed attempt's
             try:
-                return self.client.create_response(payload, on_body=capture.write)
+                return self.client.create_response(
+                    payload, on_body=capture.write, observer=observer
+                )
             finally:
                 capture.close()
 
@@ -190,12 +208,32 @@ def invocation(
     inv = Invocation(
         settings, terminal, OutputSink(stdout, settings.api_key), stdout, reporter, opts, environ
     )
+    inv.observer, inv.timing = watchers(opts, settings.api_key)
     # Leaving the sink writes what it held back (a tail that might have begun the key).
     with inv.sink:
         try:
             yield inv
-        finally:
-            inv.close()
+        except BaseException as error:
+            inv.close(error)  # the trace's last line says how it ended; the error goes on
+            raise
+        inv.close()
+
+
+def watchers(
+    opts: RequestOptions, secret: str | None
+) -> tuple[StreamObserver | None, TimingRecorder | None]:
+    """The --trace writer and the --timing clock asked for, as one observer (or None)."""
+    observers: list[StreamObserver] = []
+    if opts.trace:
+        from mavera_cli.trace import TraceWriter
+
+        observers.append(TraceWriter(opts.trace, secret))
+    timing = TimingRecorder() if opts.timing else None
+    if timing is not None:
+        observers.append(timing)
+    if not observers:
+        return None, None
+    return (observers[0] if len(observers) == 1 else ObserverGroup(observers)), timing
 
 
 def open_terminal(reporter: Reporter, diag: DiagnosticOptions, secret: str | None) -> Terminal:

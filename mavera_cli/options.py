@@ -34,6 +34,8 @@ class RequestOptions(DiagnosticOptions):
     no_newline: bool = False
     allow_insecure_http: bool = False
     usage: bool = False
+    trace: str | None = None
+    timing: bool = False
 
     def setting_flags(self) -> dict[str, Any]:
         """The flags that take part in settings resolution (flag > env > config > default)."""

@@ -175,6 +175,26 @@ _REQUEST_PARAMETERS = [
         help="At the end, print the tokens and credits used to stderr (not with -q).",
         panel=OUTPUT_PANEL,
     ),
+    # Seeing inside a stream (issue 15).
+    _option(
+        "trace",
+        str | None,
+        None,
+        "--trace",
+        metavar="FILE",
+        help="Log the request, the response head and every network read with its time, as "
+        "NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).",
+        panel=OUTPUT_PANEL,
+    ),
+    _option(
+        "timing",
+        bool,
+        False,
+        "--timing",
+        help="At the end, print where the time went to stderr: headers, first event, first "
+        "delta, total, rates, the longest gap (not with -q).",
+        panel=OUTPUT_PANEL,
+    ),
 ]
 
 

@@ -110,6 +110,7 @@ def test_bash_completes_st_to_stream(workdir) -> None:
                 "ask",
                 "completion",
                 "config",
+                "inspect",
                 "json",
                 "mock",
                 "personas",

@@ -97,7 +97,10 @@ class ReplayMode(StrEnum):
 @diagnostic_options
 def replay(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(metavar="FILE", help="A raw SSE capture; `-` is stdin.")],
+    path: Annotated[
+        str,
+        typer.Argument(metavar="FILE", help="A raw SSE capture or a --trace file; `-` is stdin."),
+    ],
     events: Annotated[bool, typer.Option("--events", help="Write every event as NDJSON.")] = False,
     mode: Annotated[
         ReplayMode,
@@ -106,19 +109,27 @@ def replay(
     no_newline: Annotated[
         bool, typer.Option("-n", "--no-newline", help="Do not end the text with a newline.")
     ] = False,
+    pace: Annotated[
+        str | None,
+        typer.Option(
+            "--pace",
+            metavar="original|FACTOR",
+            help="A trace only: deliver each read when it came (FACTOR: that many times faster).",
+        ),
+    ] = None,
     *,
     diag: DiagnosticOptions,
 ) -> None:
-    """Render a saved raw SSE capture offline, through the same renderers as the live commands.
+    """Render a saved raw SSE capture or trace offline, through the live commands' renderers.
 
     Examples:
 
     \b
       mavera stream --save-raw run.sse "hi" && mavera replay run.sse
       mavera replay --events run.sse | jq -r .type
-      mavera replay --as json structured.sse
+      mavera replay --pace original run.trace
     """
-    from mavera_cli.capture import replay_chunks
+    from mavera_cli.capture import parse_pace, replay_chunks
     from mavera_cli.core import run_stream
     from mavera_cli.invocation import open_terminal, standard_streams
     from mavera_cli.render import OutputSink
@@ -130,6 +141,7 @@ def replay(
     if events:
         reporter.ndjson_stdout = stdout
     terminal = open_terminal(reporter, diag, None)
+    factor = parse_pace(pace) if pace is not None else None
     modes = {ReplayMode.json: OutputMode.json, ReplayMode.tools: OutputMode.calls}
     output = OutputMode.events if events else modes.get(mode, OutputMode.text)
     renderer = renderer_for(
@@ -138,7 +150,7 @@ def replay(
     reporter.renderer = renderer
     parse_output = json_output_parser() if output is OutputMode.json else None
     try:
-        run_stream(lambda: replay_chunks(path), renderer, parse_output=parse_output)
+        run_stream(lambda: replay_chunks(path, factor), renderer, parse_output=parse_output)
     finally:
         renderer.close()
 

@@ -1,0 +1,346 @@
+"""`--trace FILE`: the NDJSON log of what went over the wire, and the reader of such logs.
+
+Lines: `mavera.request` {t, method, url, body_bytes}, `mavera.response` {t, status, headers}
+(no Authorization, no Set-Cookie), one `mavera.read` {t, data | b64} per network read, and a
+last `mavera.end` {t, exit_code, error, message}. `t` is seconds since the first request
+(monotonic). Each line is one `os.write`: a run killed mid-way leaves whole lines, except at
+most a torn last one. The key is masked everywhere; the reads are masked as a stream
+(`redact.StreamRedactor`, as `--save-raw` does), so their concatenation equals the capture.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+import re
+import stat
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import orjson
+
+from mavera_cli.errors import (
+    ExitCode,
+    InterruptedRun,
+    MaveraError,
+    OutputClosed,
+    OutputFailedError,
+    Terminated,
+    UsageError,
+)
+from mavera_cli.observe import StreamObserver
+from mavera_cli.redact import Redactor, StreamRedactor
+
+TRACE_TYPES = frozenset({"mavera.request", "mavera.response", "mavera.read", "mavera.end"})
+# Headers a trace never holds: credentials going either way.
+_UNRECORDED_HEADERS = frozenset({"authorization", "proxy-authorization", "set-cookie", "cookie"})
+SIGPIPE_STATUS = 128 + 13
+
+
+def exit_status(error: BaseException | None) -> tuple[int, str | None, str | None]:
+    """How a run that raised `error` ends: exit status, the exit-code name, the message."""
+    if error is None:
+        return int(ExitCode.ok), None, None
+    if isinstance(error, InterruptedRun):
+        return error.status, error.kind, error.message
+    if isinstance(error, MaveraError):
+        return int(error.exit_code), error.kind, error.message
+    if isinstance(error, KeyboardInterrupt):
+        return int(ExitCode.interrupted), ExitCode.interrupted.name, "interrupted"
+    if isinstance(error, Terminated):
+        return InterruptedRun(terminated=True).status, ExitCode.interrupted.name, "terminated"
+    if isinstance(error, (OutputClosed, BrokenPipeError)):
+        return SIGPIPE_STATUS, None, "standard output closed"
+    return int(ExitCode.internal), ExitCode.internal.name, type(error).__name__
+
+
+class TraceWriter(StreamObserver):
+    """Writes the trace of one command to `path`, line by line, as things happen.
+
+    The file is created at the first request (a command that fails before sending anything
+    leaves no trace); an existing file is replaced then.
+    """
+
+    def __init__(
+        self, path: str, secret: str | None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._path = path
+        self._secret = secret
+        self._redactor = Redactor(secret)
+        self._stream = StreamRedactor(secret)
+        self._clock = clock
+        self._start: float | None = None
+        self._lines: _LineWriter | None = None
+        self._broken = False
+
+    def _t(self) -> float:
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        return round(now - self._start, 6)
+
+    def _open(self) -> None:
+        try:
+            self._lines = _LineWriter(_create(self._path))
+        except OSError as exc:
+            raise UsageError(f"cannot write {self._path}: {exc.strerror or exc}") from exc
+
+    def _write(self, line: bytes) -> None:
+        lines = self._lines
+        if lines is None or self._broken:
+            return
+        lines.put(line)
+        error = lines.error
+        if error is not None:
+            self._broken = True  # one message: the rest of the run goes on without a trace
+            raise OutputFailedError(
+                f"cannot write {self._path}: {error.strerror or error}"
+            ) from error
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self._write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+
+    def _release_held(self) -> None:
+        # A tail held as a possible start of the key: the stream ended, so it was not the key.
+        held = self._stream.end()
+        if held:
+            self._write(read_line(self._t(), held))
+
+    def on_request(self, method: str, url: str, body_bytes: int) -> None:
+        if self._lines is None:
+            self._open()
+        self._release_held()
+        self._stream = StreamRedactor(self._secret)
+        self._record(
+            {
+                "type": "mavera.request",
+                "t": self._t(),
+                "method": method,
+                "url": self._redactor.text(url),
+                "body_bytes": body_bytes,
+            }
+        )
+
+    def on_response(self, status: int, headers: Sequence[tuple[str, str]]) -> None:
+        recorded: dict[str, str] = {}
+        for name, value in headers:
+            lower = name.lower()
+            if lower in _UNRECORDED_HEADERS:
+                continue
+            value = self._redactor.text(value)
+            recorded[lower] = f"{recorded[lower]}, {value}" if lower in recorded else value
+        self._record(
+            {"type": "mavera.response", "t": self._t(), "status": status, "headers": recorded}
+        )
+
+    def on_read(self, chunk: bytes) -> None:
+        self._write(read_line(self._t(), self._stream.feed(chunk)))
+
+    def on_end(self, error: BaseException | None) -> None:
+        lines = self._lines
+        if lines is None:
+            return
+        try:
+            self._release_held()
+            code, name, message = exit_status(error)
+            self._record(
+                {
+                    "type": "mavera.end",
+                    "t": self._t(),
+                    "exit_code": code,
+                    "error": name,
+                    "message": None if message is None else self._redactor.text(message),
+                }
+            )
+            failure = lines.close()
+            if failure is not None and not self._broken:
+                self._broken = True
+                raise OutputFailedError(
+                    f"cannot write {self._path}: {failure.strerror or failure}"
+                ) from failure
+        except OutputFailedError:
+            if error is None:
+                raise
+            # Already failing: the first error says why; the trace just ends here.
+        finally:
+            lines.close()
+            self._lines = None
+
+
+class _LineWriter:
+    """Writes whole lines to `fd`, one `os.write` each, as they come: a killed run leaves
+    whole lines. (A writer thread was tried: on two busy cores its wake-ups cost more CPU
+    than the copies it moved off the main thread.)"""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self.error: OSError | None = None
+
+    def put(self, line: bytes) -> None:
+        fd = self._fd
+        if fd is None or self.error is not None:
+            return
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            self.error = exc  # the writer tells it
+
+    def close(self) -> OSError | None:
+        """Close the file; the first write error, if any."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError as exc:
+                self.error = self.error or exc
+        return self.error
+
+
+def _create(path: str) -> int:
+    """A new, empty FILE (through a symlink, what it points at), with an existing file's
+    permissions. An existing regular file is replaced, not truncated: ext4 flushes a file
+    truncated and rewritten when it is closed, which would cost tens of ms per big trace."""
+    target = os.path.realpath(path)
+    try:
+        status = os.stat(target)
+    except OSError:
+        status = None
+    if status is None or not stat.S_ISREG(status.st_mode):
+        # New, or not a regular file (a FIFO, /dev/stderr): opened as it is.
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    os.unlink(target)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    # Another owner's mode cannot be given: the umask's default then stays.
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, stat.S_IMODE(status.st_mode))
+    return fd
+
+
+def read_line(t: float, data: bytes) -> bytes:
+    """One `mavera.read` line: the chunk as text, or as base64 when it is not UTF-8."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return b'{"type":"mavera.read","t":%s,"b64":"%s"}\n' % (
+            orjson.dumps(t),
+            base64.b64encode(data),
+        )
+    return b'{"type":"mavera.read","t":%s,"data":%s}\n' % (orjson.dumps(t), orjson.dumps(text))
+
+
+# --- reading traces back (inspect, replay) --------------------------------------------------
+
+
+@dataclass
+class TraceAttempt:
+    """One request of a trace: its head lines and its reads (time, bytes), in order."""
+
+    request: dict[str, Any]
+    response: dict[str, Any] | None = None
+    reads: list[tuple[float, bytes]] = field(default_factory=list)
+
+    @property
+    def start(self) -> float:
+        return _number(self.request.get("t"))
+
+
+@dataclass
+class Trace:
+    """A trace read back: its attempts, its end line (None when the run was cut short)."""
+
+    attempts: list[TraceAttempt]
+    end: dict[str, Any] | None
+    torn_line: bool  # the last line was cut mid-way (the process was killed while writing)
+    last_t: float
+
+    @property
+    def last_attempt(self) -> TraceAttempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+TRACE_PREFIX = b'{"type":"mavera.'
+# What we write starts with TRACE_PREFIX; a trace re-encoded by another tool may space it out.
+_TRACE_START = re.compile(rb'\s*\{\s*"type"\s*:\s*"mavera\.')
+
+
+def open_peekable(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
+    """`stream` (wrapped if it cannot peek) and its first bytes, still unread: enough to tell
+    a trace from a raw capture."""
+    peekable: Any = stream if hasattr(stream, "peek") else io.BufferedReader(stream)
+    return peekable, peekable.peek(64)
+
+
+def looks_like_trace(head: bytes) -> bool:
+    """Whether a file starting with `head` is a trace (its first line is a trace line)."""
+    return _TRACE_START.match(head) is not None
+
+
+def read_trace(stream: BinaryIO, name: str) -> Trace:
+    """Parse a whole trace; a line that is not a trace line is a usage error, except a torn
+    last line (the run was killed while writing it), which is noted and dropped."""
+    attempts: list[TraceAttempt] = []
+    end: dict[str, Any] | None = None
+    torn = False
+    last_t = 0.0
+    lines = _lines(stream)
+    for number, (line, last) in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+            kind = record.get("type") if isinstance(record, dict) else None
+        except orjson.JSONDecodeError:
+            record, kind = None, None
+        if kind not in TRACE_TYPES or not isinstance(record, dict):
+            if last and not line.endswith(b"\n"):
+                torn = True
+                break
+            raise UsageError(f"{name}: line {number} is not a trace line")
+        last_t = _number(record.get("t"), last_t)
+        if kind == "mavera.request":
+            attempts.append(TraceAttempt(record))
+        elif kind == "mavera.end":
+            end = record
+        elif not attempts:
+            raise UsageError(f"{name}: line {number} comes before any mavera.request")
+        elif kind == "mavera.response":
+            attempts[-1].response = record
+        else:
+            attempts[-1].reads.append((last_t, _read_data(record, name, number)))
+    return Trace(attempts, end, torn, last_t)
+
+
+def _lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
+    """Each line (with its newline) and whether it is the last one."""
+    previous: bytes | None = None
+    for line in stream:
+        if previous is not None:
+            yield previous, False
+        previous = line
+    if previous is not None:
+        yield previous, True
+
+
+def _read_data(record: dict[str, Any], name: str, number: int) -> bytes:
+    data = record.get("data")
+    if isinstance(data, str):
+        return data.encode("utf-8", "surrogatepass")
+    encoded = record.get("b64")
+    if isinstance(encoded, str):
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except ValueError:
+            pass
+    raise UsageError(f"{name}: line {number} is a mavera.read without data")
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return default
