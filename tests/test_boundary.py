@@ -300,3 +300,34 @@ def test_server_text_in_an_error_line_has_no_escape_sequences(server: ScriptedSe
     result = run_mavera(["stream", "--base-url", server.base_url, "hi"], expect=4)
     line = one_line_error(result.stderr, "red", "second line")
     assert "\x1b" not in line and "\x07" not in line
+
+
+class InterruptedAfterWriting(io.RawIOBase):
+    """Ctrl-C landing just after a write went out (the signal arrives inside `write`)."""
+
+    def __init__(self) -> None:
+        self.received = b""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.received += bytes(data)
+        if len(self.received) == len(bytes(data)):  # the first write only
+            raise KeyboardInterrupt
+        return len(data)
+
+
+def test_a_signal_inside_the_write_still_ends_the_text_with_a_newline() -> None:
+    from mavera_cli.errors import InterruptedRun
+    from mavera_cli.render import OutputSink
+    from mavera_cli.render.text import TextRenderer
+
+    stream = InterruptedAfterWriting()
+    renderer = TextRenderer(OutputSink(stream))  # type: ignore[arg-type]
+    assert renderer.delta_sink is not None
+    renderer.delta_sink.append("received ")
+    with pytest.raises(KeyboardInterrupt):
+        renderer.flush()
+    renderer.fail(InterruptedRun(), None)
+    assert stream.received == b"received \n"

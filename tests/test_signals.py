@@ -82,7 +82,7 @@ def test_signal_mid_stream_keeps_received_text(server, sig: signal.Signals, code
         if proc.poll() is None:
             proc.kill()
     # The partial text ends with a newline (issue 11 item 10), so the prompt does not land on it.
-    assert early + rest == b"received \n"
+    assert early + rest == b"received \n", stderr
     assert proc.returncode == code
     assert b"Traceback" not in stderr
 

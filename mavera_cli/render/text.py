@@ -50,9 +50,11 @@ class TextRenderer(Renderer):
         text = "".join(self._pending)
         self._pending.clear()
         if text:
-            self._sink.write(text.encode("utf-8", "surrogatepass"))
+            # Noted before the write: a signal that lands inside it (the bytes already out)
+            # must still find the text written, so the ending newline is not forgotten.
             self._wrote_text = True
             self._ends_with_newline = text.endswith("\n")
+            self._sink.write(text.encode("utf-8", "surrogatepass"))
 
     def finish(self, accumulator: ResponseAccumulator) -> None:
         self._end()
