@@ -45,15 +45,18 @@ class RateLimitHeaders:
     limit: int | None
     remaining: int | None
     reset: float | None
+    retry_after: float | None = None  # a 429's Retry-After
 
     @classmethod
-    def from_headers(cls, headers: httpx.Headers) -> RateLimitHeaders:
+    def from_response(cls, response: httpx.Response) -> RateLimitHeaders:
         """The three headers of a response (each None when not sent, or not a number)."""
+        headers = response.headers
         limit, remaining, reset = (_number(headers.get(name)) for name in _RATE_LIMIT_HEADERS)
         return cls(
             None if limit is None else int(limit),
             None if remaining is None else int(remaining),
             reset,
+            parse_retry_after(headers) if response.status_code == 429 else None,
         )
 
 
@@ -223,7 +226,7 @@ class MaveraClient:
         self._log_response(response)
         if self._on_rate_limit is not None:
             # Every response, with the headers or without: a caller learns either way.
-            self._on_rate_limit(RateLimitHeaders.from_headers(response.headers))
+            self._on_rate_limit(RateLimitHeaders.from_response(response))
         return response
 
     def _check_status(self, response: httpx.Response) -> None:

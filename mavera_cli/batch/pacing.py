@@ -91,6 +91,8 @@ class Limiter:
                     self._remaining = estimate
             if window.reset is not None and window.reset > self._reset:
                 self._reset = window.reset
+            if window.retry_after is not None:
+                self._pause(window.retry_after)
             self._cond.notify_all()
 
     def forget(self) -> None:
@@ -99,11 +101,14 @@ class Limiter:
             self._unseen = max(0, self._unseen - 1)
             self._cond.notify_all()
 
-    def pause(self, seconds: float) -> None:
-        """A 429: nobody starts anything for `seconds`."""
-        with self._cond:
-            self.pauses += 1
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
+    def _pause(self, seconds: float) -> None:
+        """A 429: nobody starts anything for `seconds` (whether or not it is retried)."""
+        self.pauses += 1
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        # The 429's own Retry-After says when to come back: it outranks a Reset that the
+        # same answer may put further away.
+        if self._remaining == 0:
+            self._reset = min(self._reset, self._paused_until)
 
     def sleep(self, seconds: float) -> None:
         """A retry's wait (from the core), cut short when the batch stops."""

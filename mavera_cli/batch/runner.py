@@ -33,7 +33,6 @@ from mavera_cli.errors import (
     InterruptedRun,
     MaveraError,
     MaxTimeExceededError,
-    RateLimitedError,
     TimedOutError,
     UsageError,
 )
@@ -241,27 +240,37 @@ class BatchRun:
                 raise
 
     def finish(self, *, skipped: int) -> None:
-        """The summary line, then how the batch ends: 0, 3, 13 or a bug."""
+        """The summary line, then how the batch ends: 0, 3, 13 or a bug.
+
+        A batch that fails says its summary in its one error line.
+        """
         elapsed = time.monotonic() - self._started_at
         finished = sum(self.outcomes.values())
         not_started = self.todo - finished
         failed = finished - self.outcomes["ok"]
-        parts = [f"{count} {name}" for name, count in sorted(self.outcomes.items())]
-        summary = f"batch: {self.todo} to run: " + (", ".join(parts) or "none ran")
+        summary = f"batch: {self.todo} to run: {self.outcomes['ok']} ok"
+        if failed:
+            kinds = sorted((name, n) for name, n in self.outcomes.items() if name != "ok")
+            summary += f", {failed} failed ({', '.join(f'{n} {name}' for name, n in kinds)})"
         if not_started:
             summary += f", {not_started} not started"
         if skipped:
             summary += f"; {skipped} already done"
         summary += f"; {self.credits} credits; {elapsed:.1f}s"
-        self.inv.terminal.info(summary)
+        if isinstance(self.fatal, MaveraError):
+            # A 401/403 (or output that cannot be written) stopped the batch: one line says both.
+            self.fatal.message += f"; the batch stopped ({summary})"
+            raise self.fatal
         if self.fatal is not None:
+            self.inv.terminal.info(summary)
             raise self.fatal
         if failed or not_started:
             where = f"in {self.writer.path}" if self.writer.path else "on stdout"
             raise BatchIncompleteError(
-                f"{failed} of {self.todo} items failed, {not_started} not started "
-                f"(each item's exit code is in its result line {where}); run again to retry them"
+                f"{summary} (each item's exit code is in its result line {where}; "
+                "run again to retry)"
             )
+        self.inv.terminal.info(summary)
 
     # -- the workers ---------------------------------------------------------------------
 
@@ -361,8 +370,7 @@ class BatchRun:
             yield chunks
 
     def _on_retry(self, error: MaveraError, wait: float, attempt: int) -> None:
-        if isinstance(error, RateLimitedError):
-            self.limiter.pause(wait)  # the window is full for everyone, not just this item
+        # (A 429 has already paused every worker: the limiter heard its Retry-After.)
         if self.inv.terminal.verbose:
             self.inv.terminal.info(f"{error.message}; retry {attempt} in {wait:.1f}s")
 
