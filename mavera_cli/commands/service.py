@@ -162,16 +162,15 @@ def mock(
 ) -> None:
     """Run a local, loopback-only fake Mavera server; prints its base URL first.
 
+    A prompt containing `mock-fault:KIND` gets that fault whatever --fault says, so one
+    batch can see every outcome.
+
     Examples:
 
     \b
       mavera mock --port 8080 &
-      mavera mock --fault rate-limit --fail-first 1
       mavera mock --fault drop-after:5 --pace-ms 50
       mavera mock --rate-limit 100/1 --think-ms 50
-
-    A prompt containing `mock-fault:KIND` gets that fault whatever --fault says, so one
-    batch can see every outcome.
     """
     from mavera_cli.mock import MockServer
 
