@@ -67,3 +67,35 @@ def test_kill_9_mid_run_then_the_same_command_resumes(tmp_path: Path) -> None:
     assert len(twice) <= 4, "only items in flight at the kill may run twice"
     assert set(seen) == {f"prompt {n}" for n in range(count)}
     assert f"{len(before)} already done" in result.stderr
+
+
+def test_ctrl_c_exits_130_with_every_finished_line_written(tmp_path: Path) -> None:
+    source = tmp_path / "prompts.txt"
+    source.write_text("".join(f"prompt {n}\n" for n in range(200)))
+    out = tmp_path / "results.jsonl"
+    with MockServer(think_ms=40) as server:
+        args = ["batch", "--lines", str(source), "-j", "4", "-o", str(out)]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mavera_cli", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=mavera_env({"MAVERA_BASE_URL": server.base_url}),
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            out.exists() and out.read_bytes().count(b"\n") >= 8
+        ):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+        assert proc.stderr is not None
+        stderr = proc.stderr.read().decode()
+        proc.stderr.close()
+        asked = server.requests_seen
+    assert "Traceback" not in stderr
+    data = out.read_bytes()
+    assert data.endswith(b"\n")
+    lines = [json.loads(line) for line in data.splitlines()]
+    assert 8 <= len(lines) < 200 and all(line["exit_code"] == 0 for line in lines)
+    assert asked - len(lines) <= 4, "nothing new starts after Ctrl-C"
