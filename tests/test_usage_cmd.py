@@ -12,6 +12,7 @@ import sys
 
 from pytest_httpserver import HTTPServer
 
+from mavera_cli.mock import MockServer
 from mavera_cli.render import OutputSink
 from mavera_cli.render.account import render_usage
 from tests.conftest import TEST_KEY, mavera_env, one_line_error, run_mavera
@@ -103,4 +104,7 @@ def test_usage_from_the_mock_counts_what_it_served() -> None:
     result = run_mavera(["usage", "--mock"])
     report = json.loads(result.stdout)
     assert report["credits"]["used"] == 0
-    assert report["rate_limit"]["requests_per_minute"] == 60
+    assert report["rate_limit"]["requests_per_minute"] is None  # no --rate-limit: no window
+    with MockServer(rate_limit="100/1") as server:
+        result = run_mavera(["usage", "--base-url", server.base_url])
+    assert json.loads(result.stdout)["rate_limit"]["requests_per_minute"] == 6000

@@ -25,9 +25,18 @@ class WindowState:
 class SlidingWindow:
     """At most `limit` requests in any `seconds`; thread-safe."""
 
-    def __init__(self, limit: int, seconds: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        limit: int,
+        seconds: float,
+        clock: Callable[[], float] = time.time,
+        *,
+        fractional_reset: bool = False,
+    ) -> None:
         self.limit = limit
         self.seconds = seconds
+        # Mavera sends X-RateLimit-Reset in whole seconds; the bench also tries exact ones.
+        self.fractional_reset = fractional_reset
         self._clock = clock
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()

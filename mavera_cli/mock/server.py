@@ -56,7 +56,6 @@ _ROUTES = {
     for name in ("responses", "personas", "usage")
 }
 MAX_BODY_BYTES = 16 * 1024 * 1024
-RATE_LIMIT_PER_MINUTE = 60
 # How often serve_forever and stalled streams look for shutdown: bounds how long close() takes.
 _POLL_SECONDS = 0.05
 _LOOPBACK_HINT = "the mock listens on loopback only (127.0.0.0/8, ::1 or localhost)"
@@ -288,24 +287,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- writing -------------------------------------------------------------------------
 
-    def _common_headers(self, remaining: int = RATE_LIMIT_PER_MINUTE - 1) -> None:
+    def _common_headers(self) -> None:
         self._started = True
         self.send_header("x-request-id", f"req_mock{self._number:08d}")
         state = self._window_state
-        if state is not None:
-            # The window this request was counted in (--rate-limit): Reset in whole seconds,
-            # rounded up, as Mavera sends it.
-            self.send_header("X-RateLimit-Limit", str(state.limit))
-            self.send_header("X-RateLimit-Remaining", str(state.remaining))
-            self.send_header("X-RateLimit-Reset", str(math.ceil(state.reset)))
-            return
-        self.send_header("X-RateLimit-Limit", str(RATE_LIMIT_PER_MINUTE))
-        self.send_header("X-RateLimit-Remaining", str(remaining))
-        self.send_header("X-RateLimit-Reset", str(int(time.time()) + 60))
+        if state is None:
+            return  # no --rate-limit: no window, so no headers that would claim one
+        # The window this request was counted in: Reset in whole seconds, rounded up, as
+        # Mavera sends it (or exact, for the bench).
+        window = self.server.owner.window
+        exact = window is not None and window.fractional_reset
+        self.send_header("X-RateLimit-Limit", str(state.limit))
+        self.send_header("X-RateLimit-Remaining", str(state.remaining))
+        self.send_header(
+            "X-RateLimit-Reset", f"{state.reset:.3f}" if exact else str(math.ceil(state.reset))
+        )
 
     def _send_json(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        self._common_headers(0 if status == 429 else RATE_LIMIT_PER_MINUTE - 1)
+        self._common_headers()
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
@@ -536,7 +536,7 @@ class MockServer:
             requests = self._responses
         included = 10000
         start = time.strftime("%Y-%m-01T00:00:00Z", time.gmtime())
-        limit = self.window.per_minute if self.window is not None else RATE_LIMIT_PER_MINUTE
+        limit = self.window.per_minute if self.window is not None else None
         return {
             "credits": {
                 "used": used,
