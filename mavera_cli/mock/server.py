@@ -79,6 +79,9 @@ class _HTTPServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that knows its open connections, so close() can cut them."""
 
     daemon_threads = True
+    # A batch opens dozens of connections at once: with the default backlog of 5, the kernel
+    # drops the rest's SYNs and they wait a whole second to retry.
+    request_queue_size = 128
 
     def __init__(
         self, address: tuple[str, int], family: socket.AddressFamily, owner: MockServer
