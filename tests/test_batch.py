@@ -324,3 +324,23 @@ def test_quiet_has_no_summary(mock: MockServer) -> None:
 
 def _at(server: MockServer) -> dict[str, str]:
     return {"MAVERA_BASE_URL": server.base_url}
+
+
+def test_an_item_waiting_to_retry_when_a_401_stops_the_batch_still_gets_its_line(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    def busy(exchange: Exchange, wire: Wire) -> None:
+        wire.respond(500, {"error": {"message": "busy"}})
+
+    def refuse(exchange: Exchange, wire: Wire) -> None:
+        wire.respond(401, {"error": {"message": "Invalid API key."}})
+
+    server.script(busy, refuse)
+    result = run_mavera(
+        ["batch", "--lines", "-", "-j", "2", "--retries", "3", "--base-url", server.base_url],
+        stdin=b"first\nsecond\nthird\n",
+        expect=3,
+    )
+    lines = results(result.stdout)
+    assert sorted(line["error"] for line in lines) == ["auth", "server_error"]
+    assert len(server.requests) == 2, "no retry and no new item after the 401"

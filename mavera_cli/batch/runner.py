@@ -156,6 +156,7 @@ class ItemRenderer(Renderer):
         self.deadline = deadline
         self.accumulator: ResponseAccumulator | None = None
         self.attempts = 0
+        self.retried: MaveraError | None = None  # the failure the pending retry is for
 
     def start(self, accumulator: ResponseAccumulator) -> None:
         self.accumulator = accumulator
@@ -318,14 +319,20 @@ class BatchRun:
                 lambda: self._open(client, payload, renderer),
                 renderer,
                 retries=settings.retries,
-                on_retry=self._on_retry,
+                on_retry=lambda error, wait, attempt: self._on_retry(
+                    renderer, error, wait, attempt
+                ),
                 parse_output=parse_output,
                 sleep=self.limiter.sleep,
             )
             if self.request.mode is ItemMode.tools:
                 tooling.check_arguments(accumulator.calls.values())
         except (InterruptedRun, Stopped):
-            return None  # not finished: a re-run runs it again
+            if self.interrupted.is_set() or renderer.retried is None:
+                return None  # Ctrl-C, or never sent: not finished, a re-run runs it again
+            # A 401 stopped the batch while this item waited to retry: it was started, so it
+            # gets its line, with the failure it was waiting on.
+            error = renderer.retried
         except AuthError as exc:
             error = exc
             with self._lock:
@@ -369,7 +376,10 @@ class BatchRun:
                 raise
             yield chunks
 
-    def _on_retry(self, error: MaveraError, wait: float, attempt: int) -> None:
+    def _on_retry(
+        self, renderer: ItemRenderer, error: MaveraError, wait: float, attempt: int
+    ) -> None:
+        renderer.retried = error
         # (A 429 has already paused every worker: the limiter heard its Retry-After.)
         if self.inv.terminal.verbose:
             self.inv.terminal.info(f"{error.message}; retry {attempt} in {wait:.1f}s")
