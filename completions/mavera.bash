@@ -8,16 +8,18 @@ _mavera_describe() {
     commands="" options="" value_options="" file_options=""
     argument_files="" argument_choices=""
     case "$1" in
-        "") commands="stream ask replay inspect json tools completion personas mock config" options="-V --version -h --help" ;;
+        "") commands="stream ask replay inspect json tools batch completion personas usage mock config" options="-V --version -h --help" ;;
         "stream") options="--events -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --mock -n --no-newline --allow-insecure-http --usage --trace --timing -q --quiet -v --verbose --no-color -h --help" value_options="-f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace" file_options="-f --file --save-raw --trace" ;;
         "ask") options="--json -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --mock -n --no-newline --allow-insecure-http --usage --trace --timing -q --quiet -v --verbose --no-color -h --help" value_options="-f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace" file_options="-f --file --save-raw --trace" ;;
         "replay") options="--events --as -n --no-newline --pace -q --quiet -v --verbose --no-color -h --help" value_options="--as --pace" argument_files="1" ;;
         "inspect") options="--json -q --quiet -v --verbose --no-color -h --help" argument_files="1" ;;
         "json") options="--schema --schema-name --strict --no-strict --pretty --compact --partial --events -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --mock -n --no-newline --allow-insecure-http --usage --trace --timing -q --quiet -v --verbose --no-color -h --help" value_options="--schema --schema-name -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace" file_options="--schema -f --file --save-raw --trace" ;;
         "tools") options="--functions --tool-choice --exec --tool-timeout --max-rounds --tool-errors --events -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --mock -n --no-newline --allow-insecure-http --usage --trace --timing -q --quiet -v --verbose --no-color -h --help" value_options="--functions --tool-choice --exec --tool-timeout --max-rounds --tool-errors -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace" file_options="--functions -f --file --save-raw --trace" ;;
+        "batch") options="--lines -p --persona -j --concurrency --as --schema --functions -o --output --overwrite --rpm --max-credits --base-url -m --model -s --instructions --timeout --max-time --retries --mock --allow-insecure-http --usage --trace --timing -q --quiet -v --verbose --no-color -h --help" value_options="-p --persona -j --concurrency --as --schema --functions -o --output --rpm --max-credits --base-url -m --model -s --instructions --timeout --max-time --retries --trace" file_options="--schema --functions -o --output --trace" argument_files="1" ;;
         "completion") options="-h --help" argument_choices="bash zsh fish" ;;
         "personas") options="--json --base-url --mock -q --quiet -v --verbose --no-color -h --help" value_options="--base-url" ;;
-        "mock") options="--host --port --fault --fail-first --pace-ms -h --help" value_options="--host --port --fault --fail-first --pace-ms" ;;
+        "usage") options="--json --base-url --mock -q --quiet -v --verbose --no-color -h --help" value_options="--base-url" ;;
+        "mock") options="--host --port --fault --fail-first --pace-ms --rate-limit --think-ms -h --help" value_options="--host --port --fault --fail-first --pace-ms --rate-limit --think-ms" ;;
         "config") commands="show" options="-h --help" ;;
         "config show") options="--json -q --quiet -v --verbose --no-color -h --help" ;;
     esac
@@ -28,6 +30,7 @@ _mavera_choices() {
     case "$1|$2" in
         "replay|--as") COMPREPLY=($(compgen -W "stream json tools" -- "$3")) ;;
         "tools|--tool-errors") COMPREPLY=($(compgen -W "fail send" -- "$3")) ;;
+        "batch|--as") COMPREPLY=($(compgen -W "text json tools" -- "$3")) ;;
         "mock|--fault") COMPREPLY=($(compgen -W "rate-limit server-error drop-after: stall-after: failed incomplete bad-json" -- "$3")) ;;
         *) return 1 ;;
     esac

@@ -23,17 +23,21 @@ function __fish_mavera_path
                 contains -- $token --schema --schema-name -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace; and set skip 1
             case 'tools'
                 contains -- $token --functions --tool-choice --exec --tool-timeout --max-rounds --tool-errors -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace; and set skip 1
+            case 'batch'
+                contains -- $token -p --persona -j --concurrency --as --schema --functions -o --output --rpm --max-credits --base-url -m --model -s --instructions --timeout --max-time --retries --trace; and set skip 1
             case 'personas'
                 contains -- $token --base-url; and set skip 1
+            case 'usage'
+                contains -- $token --base-url; and set skip 1
             case 'mock'
-                contains -- $token --host --port --fault --fail-first --pace-ms; and set skip 1
+                contains -- $token --host --port --fault --fail-first --pace-ms --rate-limit --think-ms; and set skip 1
             end
             continue
         end
         set -l commands
         switch (string join ' ' -- $path)
             case ''
-                set commands stream ask replay inspect json tools completion personas mock config
+                set commands stream ask replay inspect json tools batch completion personas usage mock config
             case 'config'
                 set commands show
         end
@@ -55,8 +59,10 @@ complete -c mavera -n '__fish_mavera_at ""' -a replay -d 'Render a saved raw SSE
 complete -c mavera -n '__fish_mavera_at ""' -a inspect -d 'Report what a trace or raw capture holds: outcome, events, sequence, usage, timing.'
 complete -c mavera -n '__fish_mavera_at ""' -a json -d 'Structured output: print the answer as JSON, only once it is complete and valid.'
 complete -c mavera -n '__fish_mavera_at ""' -a tools -d 'Function calling: print each completed call as NDJSON, or run local commands as tools.'
+complete -c mavera -n '__fish_mavera_at ""' -a batch -d 'Run many prompts concurrently: one JSONL result line per item, as each finishes.'
 complete -c mavera -n '__fish_mavera_at ""' -a completion -d 'Print the TAB-completion script for bash, zsh or fish.'
 complete -c mavera -n '__fish_mavera_at ""' -a personas -d 'List the personas your key can use (id, name, category).'
+complete -c mavera -n '__fish_mavera_at ""' -a usage -d 'Show the account\'s credits (used, included, remaining), billing period and rate limit.'
 complete -c mavera -n '__fish_mavera_at ""' -a mock -d 'Run a local, loopback-only fake Mavera server; prints its base URL first.'
 complete -c mavera -n '__fish_mavera_at ""' -a config -d 'Show the settings mavera uses and where each comes from.'
 complete -c mavera -n '__fish_mavera_at ""' -s V -l version -d 'Show the version.'
@@ -169,6 +175,32 @@ complete -c mavera -n '__fish_mavera_at \'tools\'' -s q -l quiet -d 'No messages
 complete -c mavera -n '__fish_mavera_at \'tools\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l no-color -d 'No colour (also NO_COLOR).'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l lines -d 'Every non-empty line is a prompt\'s text.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -s p -l persona -x -d 'persona_id to answer as; repeat it to run every item once per persona [env MAVERA_PERSONA_ID].'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -s j -l concurrency -x -d 'Requests in flight at once.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l as -x -a 'text json tools' -d 'What each item asks for: text, json (--schema) or tools.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l schema -r -F -d '--as json: the JSON Schema answers must match (an item\'s own schema wins).'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l functions -r -F -d '--as tools: the tool definitions.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -s o -l output -r -F -d 'Append the results here; items already done in it are skipped (resume).'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l overwrite -d 'Start -o FILE afresh instead of resuming.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l rpm -x -d 'Start at most N requests a minute, evenly.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l max-credits -x -d 'Start no new item once N credits are used.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l base-url -x -d 'API base URL [env MAVERA_BASE_URL; default https://app.mavera.io/api/v1].'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -s m -l model -x -d 'Model [env MAVERA_MODEL; default mavera-1].'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -s s -l instructions -x -d 'System instructions, appended after the persona\'s prompt.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l timeout -x -d 'Give up after this long without a byte: connect, first byte, between events [env MAVERA_TIMEOUT; default 60].'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l max-time -x -d 'Limit the whole request, retries included, like curl -m.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l retries -x -d 'Retry 429, 5xx, connection failures and timeouts before any event arrived [env MAVERA_RETRIES; default 2].'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l mock -d 'Use the built-in fake server (offline, no key needed).'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l allow-insecure-http -d 'Allow sending the API key over plain http to a non-loopback host.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l trace -r -F -d 'Log the request, the response head and every network read with its time, as NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l timing -d 'At the end, print where the time went to stderr: headers, first event, first delta, total, rates, the longest gap (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -s q -l quiet -d 'No messages on stderr.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l no-color -d 'No colour (also NO_COLOR).'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -F
 complete -c mavera -n '__fish_mavera_at \'completion\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'completion\'' -x -a 'bash zsh fish' -d 'bash, zsh or fish.'
 complete -c mavera -n '__fish_mavera_at \'personas\'' -l json -d 'One JSON object per line (the default when piped).'
@@ -178,11 +210,20 @@ complete -c mavera -n '__fish_mavera_at \'personas\'' -s q -l quiet -d 'No messa
 complete -c mavera -n '__fish_mavera_at \'personas\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'personas\'' -l no-color -d 'No colour (also NO_COLOR).'
 complete -c mavera -n '__fish_mavera_at \'personas\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'usage\'' -l json -d 'The server\'s JSON object on one line (the default when piped).'
+complete -c mavera -n '__fish_mavera_at \'usage\'' -l base-url -x -d 'API base URL [env MAVERA_BASE_URL].'
+complete -c mavera -n '__fish_mavera_at \'usage\'' -l mock -d 'Ask the built-in fake server.'
+complete -c mavera -n '__fish_mavera_at \'usage\'' -s q -l quiet -d 'No messages on stderr.'
+complete -c mavera -n '__fish_mavera_at \'usage\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
+complete -c mavera -n '__fish_mavera_at \'usage\'' -l no-color -d 'No colour (also NO_COLOR).'
+complete -c mavera -n '__fish_mavera_at \'usage\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l host -x -d 'Loopback address to bind.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l port -x -d 'Port; 0 picks a free one.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l fault -x -a 'rate-limit server-error drop-after: stall-after: failed incomplete bad-json' -d 'Inject a failure: rate-limit, server-error, drop-after:N, stall-after:N, failed, incomplete, bad-json.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l fail-first -x -d 'Apply the fault to the first N requests only.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l pace-ms -x -d 'Milliseconds between events.'
+complete -c mavera -n '__fish_mavera_at \'mock\'' -l rate-limit -x -d 'Allow at most N requests in any SECONDS (a sliding window); more get 429 with Retry-After.'
+complete -c mavera -n '__fish_mavera_at \'mock\'' -l think-ms -x -d 'Milliseconds before each answer starts.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'config\'' -a show -d 'Print the resolved settings and where each came from.'
 complete -c mavera -n '__fish_mavera_at \'config\'' -s h -l help -d 'Show this message and exit.'

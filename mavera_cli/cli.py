@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from mavera_cli import __version__
-from mavera_cli.commands import inspect, requests, service
+from mavera_cli.commands import batch, inspect, requests, service
 from mavera_cli.errors import EXIT_CODE_MEANINGS
 from mavera_cli.typer_options import UsageLineCommand
 
@@ -58,6 +58,7 @@ app.command(cls=UsageLineCommand)(requests.replay)
 app.command(cls=UsageLineCommand)(inspect.inspect)
 app.command("json", cls=UsageLineCommand)(requests.json_command)
 app.command("tools", cls=UsageLineCommand)(requests.tools_command)
+app.command(cls=UsageLineCommand)(batch.batch)
 app.command(cls=UsageLineCommand)(service.completion)
 
 config_app = typer.Typer(
@@ -71,6 +72,7 @@ app.add_typer(config_app, name="config")
 config_app.command("show", cls=UsageLineCommand)(service.config_show)
 
 app.command(cls=UsageLineCommand)(service.personas)
+app.command(cls=UsageLineCommand)(batch.usage)
 app.command(cls=UsageLineCommand)(service.mock)
 
 

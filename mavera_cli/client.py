@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,12 +36,61 @@ MAX_ERROR_BODY = 64 * 1024  # enough for any error message; an HTML page is cut 
 DebugSink = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class RateLimitHeaders:
+    """What one response said of the key's window (protocol.md §4.3); None where not sent.
+
+    `reset` is a Unix time in seconds, as Mavera documents it; a fractional value is kept.
+    """
+
+    limit: int | None
+    remaining: int | None
+    reset: float | None
+    retry_after: float | None = None  # a 429's Retry-After
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> RateLimitHeaders:
+        """The three headers of a response (each None when not sent, or not a number)."""
+        headers = response.headers
+        limit, remaining, reset = (_number(headers.get(name)) for name in _RATE_LIMIT_HEADERS)
+        return cls(
+            None if limit is None else int(limit),
+            None if remaining is None else int(remaining),
+            reset,
+            parse_retry_after(headers) if response.status_code == 429 else None,
+        )
+
+
+RateLimitSink = Callable[[RateLimitHeaders], None]
+_RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if number >= 0 and number != float("inf") else None
+
+
 class MaveraClient:
     """One connection pool to the API, closed with the client."""
 
-    def __init__(self, settings: Settings, debug: DebugSink | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        debug: DebugSink | None = None,
+        *,
+        on_rate_limit: RateLimitSink | None = None,
+        max_connections: int | None = None,
+    ) -> None:
+        """`on_rate_limit` hears the rate-limit headers of every response (`batch` paces by
+        them); `max_connections` sizes the pool for that many requests at once."""
         self._settings = settings
         self._debug = debug
+        self._on_rate_limit = on_rate_limit
         # A server may echo the key in an error body: masked before a message is made from
         # it, since the message is then cut short and a cut key no longer matches the mask.
         self._redactor = Redactor(settings.api_key)
@@ -62,6 +112,11 @@ class MaveraClient:
                 follow_redirects=False,
                 # A proxy from the environment must not capture requests to this machine (--mock).
                 trust_env=not is_loopback(httpx.URL(settings.base_url).host),
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                )
+                if max_connections
+                else httpx.Limits(max_connections=100, max_keepalive_connections=20),
             )
         except ImportError as exc:  # httpx's optional SOCKS support is missing
             raise UsageError(
@@ -131,6 +186,13 @@ class MaveraClient:
             raise InvalidOutputError("the server's persona list has no `data` array")
         return [item for item in items if isinstance(item, dict)]
 
+    def get_usage(self) -> dict[str, Any]:
+        """`GET /usage`: the account's credits, billing period and rate limit, as sent."""
+        data = self._request_json("GET", "usage", None)
+        if not isinstance(data, dict):
+            raise InvalidOutputError("the server's usage report is not a JSON object")
+        return data
+
     def _request_json(
         self,
         method: str,
@@ -179,6 +241,9 @@ class MaveraClient:
         self._log_response(response)
         if observer is not None:
             observer.on_response(response.status_code, response.headers.multi_items())
+        if self._on_rate_limit is not None:
+            # Every response, with the headers or without: a caller learns either way.
+            self._on_rate_limit(RateLimitHeaders.from_response(response))
         return response
 
     def _check_status(self, response: httpx.Response) -> None:

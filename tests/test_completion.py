@@ -108,6 +108,7 @@ def test_bash_completes_st_to_stream(workdir) -> None:
             "mavera ",
             [
                 "ask",
+                "batch",
                 "completion",
                 "config",
                 "inspect",
@@ -117,6 +118,7 @@ def test_bash_completes_st_to_stream(workdir) -> None:
                 "replay",
                 "stream",
                 "tools",
+                "usage",
             ],
         ),
         ("mavera config s", ["show"]),

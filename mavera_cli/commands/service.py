@@ -146,19 +146,43 @@ def mock(
     pace_ms: Annotated[
         int, typer.Option("--pace-ms", metavar="MS", help="Milliseconds between events.")
     ] = 0,
+    rate_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--rate-limit",
+            metavar="N/SECONDS",
+            help="Allow at most N requests in any SECONDS (a sliding window); more get 429 "
+            "with Retry-After.",
+        ),
+    ] = None,
+    think_ms: Annotated[
+        int,
+        typer.Option("--think-ms", metavar="MS", help="Milliseconds before each answer starts."),
+    ] = 0,
 ) -> None:
     """Run a local, loopback-only fake Mavera server; prints its base URL first.
+
+    A prompt containing `mock-fault:KIND` gets that fault whatever --fault says, so one
+    batch can see every outcome.
 
     Examples:
 
     \b
       mavera mock --port 8080 &
-      mavera mock --fault rate-limit --fail-first 1
       mavera mock --fault drop-after:5 --pace-ms 50
+      mavera mock --rate-limit 100/1 --think-ms 50
     """
     from mavera_cli.mock import MockServer
 
-    server = MockServer(host=host, port=port, fault=fault, fail_first=fail_first, pace_ms=pace_ms)
+    server = MockServer(
+        host=host,
+        port=port,
+        fault=fault,
+        fail_first=fail_first,
+        pace_ms=pace_ms,
+        rate_limit=rate_limit,
+        think_ms=think_ms,
+    )
     sys.stdout.write(server.base_url + "\n")
     sys.stdout.flush()
     server.serve_forever()

@@ -51,6 +51,28 @@ class Fault:
         return self.kind in (FaultKind.RATE_LIMIT, FaultKind.SERVER_ERROR)
 
 
+# A prompt containing this marker followed by a fault spec gets that fault, whatever --fault says.
+FAULT_MARKER = "mock-fault:"
+
+
+def requested_fault(request: Any) -> Fault | None:
+    """The fault a request's own prompt asks for (`… mock-fault:drop-after:2 …`), if any.
+
+    Lets one batch against one server see every outcome; a malformed spec is ignored.
+    """
+    if not isinstance(request, dict) or not isinstance(request.get("input"), str):
+        return None
+    text: str = request["input"]
+    start = text.find(FAULT_MARKER)
+    if start == -1:
+        return None
+    spec = text[start + len(FAULT_MARKER) :].split(maxsplit=1)
+    try:
+        return parse_fault(spec[0]) if spec else None
+    except UsageError:
+        return None
+
+
 def parse_fault(spec: str) -> Fault:
     """`rate-limit`, `drop-after:3`, …; anything else raises UsageError."""
     name, colon, count = spec.strip().partition(":")

@@ -1,18 +1,22 @@
 """The built-in fake Mavera server: loopback only, threaded, streaming event by event.
 
-Routes `POST …/responses` (streamed as chunked SSE, or one JSON object) and `GET …/personas`
-under `/api/v1`, `/v1` or the root. Fault injection comes from `faults.FaultPlan`.
+Routes `POST …/responses` (streamed as chunked SSE, or one JSON object), `GET …/personas` and
+`GET …/usage` under `/api/v1`, `/v1` or the root. Fault injection comes from `faults.FaultPlan`
+(or a prompt's own `mock-fault:KIND`); `--rate-limit` is a real sliding window (`ratelimit`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import math
 import socket
 import socketserver
 import sys
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -26,14 +30,18 @@ from mavera_cli.mock.answers import CallAnswer, answer
 from mavera_cli.mock.faults import (
     Delivery,
     Fault,
+    FaultKind,
     FaultPlan,
     http_error,
     outcome_for,
     parse_fault,
     plan_body,
     plan_stream,
+    requested_fault,
 )
+from mavera_cli.mock.ratelimit import SlidingWindow, WindowState, parse_rate_limit
 from mavera_cli.mock.responses import (
+    CREDITS_PER_RESPONSE,
     ResponseIds,
     error_body,
     final_response,
@@ -43,10 +51,11 @@ from mavera_cli.mock.responses import (
 
 API_PREFIXES = ("/api/v1", "/v1", "")
 _ROUTES = {
-    f"{prefix}/{name}": name for prefix in API_PREFIXES for name in ("responses", "personas")
+    f"{prefix}/{name}": name
+    for prefix in API_PREFIXES
+    for name in ("responses", "personas", "usage")
 }
 MAX_BODY_BYTES = 16 * 1024 * 1024
-RATE_LIMIT_PER_MINUTE = 60
 # How often serve_forever and stalled streams look for shutdown: bounds how long close() takes.
 _POLL_SECONDS = 0.05
 _LOOPBACK_HINT = "the mock listens on loopback only (127.0.0.0/8, ::1 or localhost)"
@@ -70,6 +79,9 @@ class _HTTPServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that knows its open connections, so close() can cut them."""
 
     daemon_threads = True
+    # A batch opens dozens of connections at once: with the default backlog of 5, the kernel
+    # drops the rest's SYNs and they wait a whole second to retry.
+    request_queue_size = 128
 
     def __init__(
         self, address: tuple[str, int], family: socket.AddressFamily, owner: MockServer
@@ -120,6 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     _started = False  # whether this request's status line went out
     _number = 0  # this request's number on the server, for x-request-id
+    _window_state: WindowState | None = None  # this request's place in --rate-limit's window
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the default access log would write every request to stderr."""
@@ -141,6 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._started = False  # one handler serves every request of a keep-alive connection
+        self._window_state = None
         self._number = self.server.owner._count_request()
         body = self._read_body()
         if body is None:
@@ -156,13 +170,29 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         method = "POST" if route == "responses" else "GET"
+        owner = self.server.owner
+        window = owner.window
+        if window is not None:
+            self._window_state = window.take()
+            if not self._window_state.admitted:
+                owner._count_rate_limited()
+                retry_after = max(1, math.ceil(self._window_state.reset - time.time()))
+                self._send_fault(Fault(FaultKind.RATE_LIMIT), {"Retry-After": str(retry_after)})
+                return
+        # Think time: the server works before the status line, as a real model does.
+        thinks = self.command == method and route == "responses" and owner.think_seconds > 0
+        if thinks and owner.stopping.wait(owner.think_seconds):
+            return
         if self.command != method:
             message = f"Method {self.command} not allowed on {path}; use {method}."
             self._send_json(405, _error(message, "method_not_allowed"), {"Allow": method})
             return
         try:
             if route == "responses":
-                self._responses(body)
+                with self.server.owner._in_flight():
+                    self._responses(body)
+            elif route == "usage":
+                self._usage()
             else:
                 self._personas()
         except OSError:
@@ -184,15 +214,29 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_json(200, orjson.dumps(personas_list()))
 
+    def _usage(self) -> None:
+        plan = self.server.owner.plan
+        fault = plan.take() if plan.fault is not None and plan.fault.is_http_error else None
+        if fault is not None:
+            self._send_fault(fault)
+            return
+        self._send_json(200, orjson.dumps(self.server.owner.usage_report()))
+
     def _responses(self, body: bytes) -> None:
         owner = self.server.owner
         fault = owner.plan.take()
-        if fault is not None and fault.is_http_error:
-            self._send_fault(fault)
-            return
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
+            request = None
+        # A prompt may name its own fault (`mock-fault:KIND`): one batch sees every outcome.
+        fault = requested_fault(request) or fault
+        if isinstance(request, dict):
+            owner._record_input(request)
+        if fault is not None and fault.is_http_error:
+            self._send_fault(fault)
+            return
+        if request is None:
             self._send_json(400, _error("The request body is not valid JSON.", "invalid_json"))
             return
         problem = _request_problem(request)
@@ -246,16 +290,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- writing -------------------------------------------------------------------------
 
-    def _common_headers(self, remaining: int = RATE_LIMIT_PER_MINUTE - 1) -> None:
+    def _common_headers(self) -> None:
         self._started = True
         self.send_header("x-request-id", f"req_mock{self._number:08d}")
-        self.send_header("X-RateLimit-Limit", str(RATE_LIMIT_PER_MINUTE))
-        self.send_header("X-RateLimit-Remaining", str(remaining))
-        self.send_header("X-RateLimit-Reset", str(int(time.time()) + 60))
+        state = self._window_state
+        if state is None:
+            return  # no --rate-limit: no window, so no headers that would claim one
+        # The window this request was counted in: Reset in whole seconds, rounded up, as
+        # Mavera sends it (or exact, for the bench).
+        window = self.server.owner.window
+        exact = window is not None and window.fractional_reset
+        self.send_header("X-RateLimit-Limit", str(state.limit))
+        self.send_header("X-RateLimit-Remaining", str(state.remaining))
+        self.send_header(
+            "X-RateLimit-Reset", f"{state.reset:.3f}" if exact else str(math.ceil(state.reset))
+        )
 
     def _send_json(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        self._common_headers(0 if status == 429 else RATE_LIMIT_PER_MINUTE - 1)
+        self._common_headers()
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
@@ -263,9 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _send_fault(self, fault: Fault) -> None:
+    def _send_fault(self, fault: Fault, headers: dict[str, str] | None = None) -> None:
         error = http_error(fault)
-        self._send_json(error.status, error.body, error.headers)
+        self._send_json(error.status, error.body, {**error.headers, **(headers or {})})
 
     def _send_stream(self, delivery: Delivery) -> None:
         self.send_response(200)
@@ -355,8 +408,19 @@ class MockServer:
         fault: str | None = None,
         fail_first: int | None = None,
         pace_ms: int = 0,
+        rate_limit: str | None = None,
+        think_ms: int = 0,
     ) -> None:
         address, family = _loopback(host)
+        if think_ms < 0:
+            raise UsageError(f"--think-ms must be 0 or more (got {think_ms})")
+        self.window: SlidingWindow | None = parse_rate_limit(rate_limit) if rate_limit else None
+        self.think_seconds = think_ms / 1000
+        # What tests and `batch` demos count: inputs asked for, 429s sent, concurrency peak.
+        self.inputs_seen: Counter[str] = Counter()
+        self.rate_limited = 0
+        self.in_flight = 0
+        self.in_flight_peak = 0
         if not 0 <= port <= 65535:
             raise UsageError(f"invalid --port {port}: use 0 (any free port) to 65535")
         self.plan = FaultPlan(parse_fault(fault) if fault else None, fail_first, pace_ms)
@@ -446,6 +510,47 @@ class MockServer:
         with self._lock:
             self._requests += 1
             return self._requests
+
+    def _count_rate_limited(self) -> None:
+        with self._lock:
+            self.rate_limited += 1
+
+    def _record_input(self, request: dict[str, Any]) -> None:
+        text = request.get("input")
+        key = text if isinstance(text, str) else orjson.dumps(text).decode()
+        with self._lock:
+            self.inputs_seen[key] += 1
+
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        with self._lock:
+            self.in_flight += 1
+            self.in_flight_peak = max(self.in_flight_peak, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def usage_report(self) -> dict[str, Any]:
+        """`GET /usage`: the account as Mavera's example shows it, from what was served."""
+        with self._lock:
+            used = self._responses * CREDITS_PER_RESPONSE
+            requests = self._responses
+        included = 10000
+        start = time.strftime("%Y-%m-01T00:00:00Z", time.gmtime())
+        limit = self.window.per_minute if self.window is not None else None
+        return {
+            "credits": {
+                "used": used,
+                "included": included,
+                "remaining": max(0, included - used),
+                "percentage_used": round(100 * used / included, 2),
+            },
+            "billing_period": {"start": start, "end": None},
+            "api_requests": {"total_requests": requests, "credits_used": used, "error_count": 0},
+            "rate_limit": {"requests_per_minute": limit},
+        }
 
     def _next_response_number(self) -> int:
         with self._lock:

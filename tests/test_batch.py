@@ -1,0 +1,346 @@
+"""`mavera batch` end to end against real loopback servers: the built-in mock (a real sliding
+window, per-prompt faults, request counts per input) and the scripted server.
+
+Runs in this process (`run_mavera`): the real `entry.main`, real sockets. Requests are counted
+at the server, never inferred from the client.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mavera_cli.mock import MockServer
+from tests.conftest import one_line_error, run_mavera
+from tests.scripted_server import Exchange, ScriptedServer, Wire, text_stream
+
+
+@pytest.fixture
+def mock() -> Iterator[MockServer]:
+    with MockServer() as server:
+        yield server
+
+
+def results(data: bytes) -> list[dict[str, Any]]:
+    """Every line of a results stream, each a whole JSON object."""
+    lines = data.decode().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def write_items(path: Path, items: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return path
+
+
+RESULT_KEYS = {
+    "id",
+    "index",
+    "persona_id",
+    "exit_code",
+    "error",
+    "message",
+    "status",
+    "response_id",
+    "usage",
+    "attempts",
+    "elapsed_s",
+}
+
+
+def test_every_item_once_with_the_contract_keys_and_at_most_j_in_flight(
+    tmp_path: Path,
+) -> None:
+    prompts = [f"prompt number {n}" for n in range(24)]
+    source = tmp_path / "prompts.txt"
+    source.write_text("\n".join(prompts[:12]) + "\n\n" + "\n".join(prompts[12:]) + "\n")
+    with MockServer(think_ms=30) as server:
+        result = run_mavera(["batch", "--lines", str(source), "-j", "3"], env=_at(server))
+        peak = server.in_flight_peak
+        seen = dict(server.inputs_seen)
+    lines = results(result.stdout)
+    assert len(lines) == 24
+    assert all(set(line) == RESULT_KEYS | {"text"} for line in lines)
+    assert {line["text"] for line in lines} == {f"You said: {p}" for p in prompts}
+    assert seen == {p: 1 for p in prompts}, "each item is requested exactly once"
+    assert 1 < peak <= 3, f"in flight at once: {peak}"
+    # The id is the line number (the blank line counted); index counts items only.
+    by_text = {line["text"]: line for line in lines}
+    assert by_text["You said: prompt number 12"]["id"] == "14"
+    assert by_text["You said: prompt number 12"]["index"] == 12
+    assert all(line["exit_code"] == 0 and line["error"] is None for line in lines)
+    assert all(line["usage"]["credits_used"] == 1 and line["attempts"] == 1 for line in lines)
+    assert "batch: 24 to run: 24 ok" in result.stderr
+
+
+FAULT_CODES = {
+    "none": (0, None, 1),
+    "rate-limit": (5, "rate_limited", 2),
+    "server-error": (8, "server_error", 2),
+    "drop-after:2": (7, "partial_stream", 2),  # broke mid-stream: retried, nothing was written
+    "stall-after:2": (6, "timeout", 2),
+    "failed": (10, "not_completed", 1),
+    "incomplete": (10, "not_completed", 1),
+    "bad-json": (11, "invalid_output", 1),
+}
+
+
+def test_every_fault_kind_in_one_batch_gives_valid_lines_and_exit_13(
+    tmp_path: Path, mock: MockServer
+) -> None:
+    items = [{"id": kind, "input": f"ask mock-fault:{kind}"} for kind in FAULT_CODES]
+    source = write_items(tmp_path / "items.jsonl", items)
+    out = tmp_path / "results.jsonl"
+    args = ["batch", str(source), "-j", "8", "-o", str(out), "--retries", "1", "--timeout", "0.5"]
+    result = run_mavera(args, env=_at(mock), expect=13)
+    assert result.stdout == b"", "with -o, stdout carries nothing"
+    lines = results(out.read_bytes())
+    assert len(lines) == len(FAULT_CODES)
+    for line in lines:
+        code, name, attempts = FAULT_CODES[line["id"]]
+        assert (line["exit_code"], line["error"], line["attempts"]) == (code, name, attempts)
+        assert (line["message"] is None) == (code == 0)
+        # Requests counted at the server: a retried failure twice, a final one once.
+        assert mock.inputs_seen[f"ask mock-fault:{line['id']}"] == attempts
+    assert {line["status"] for line in lines if line["id"] in ("failed", "incomplete")} == {
+        "failed",
+        "incomplete",
+    }
+    one_line_error(result.stderr, "1 ok, 7 failed (1 invalid_output, 2 not_completed", str(out))
+
+
+def test_a_401_stops_the_whole_batch_with_exit_3(tmp_path: Path, server: ScriptedServer) -> None:
+    def refuse(exchange: Exchange, wire: Wire) -> None:
+        time.sleep(0.05)
+        wire.respond(401, {"error": {"message": "Invalid API key.", "code": "invalid_api_key"}})
+
+    server.script(refuse)
+    source = tmp_path / "p.txt"
+    source.write_text("".join(f"p{n}\n" for n in range(40)))
+    result = run_mavera(
+        ["batch", "--lines", str(source), "-j", "4", "--base-url", server.base_url], expect=3
+    )
+    assert len(server.requests) <= 4, "nothing starts after the first 401"
+    lines = results(result.stdout)
+    assert len(lines) == len(server.requests)
+    assert {line["error"] for line in lines} == {"auth"}
+    one_line_error(result.stderr, "HTTP 401", "the batch stopped", "not started")
+
+
+@pytest.mark.parametrize(
+    ("content", "flags", "needle"),
+    [
+        ('{"input": "a"}\n{"input": "b"\n', [], "input line 2: not valid JSON"),
+        ('{"input": "a"}\n\n{"id": "x"}\n', [], "input line 3: the item has no `input`"),
+        ('{"id": "a", "input": "1"}\n{"id": "a", "input": "2"}\n', [], "line 2: duplicate item a"),
+        ('{"input": "a"}\n{"id": "1", "input": "b"}\n', [], "line 2: duplicate item 1"),
+        (
+            '{"id": "a", "input": "1", "persona_id": "P"}\n{"id": "a", "input": "2"}\n',
+            ["-p", "P"],
+            "line 2: duplicate item a (persona P)",
+        ),
+        ('{"input": "a", "schema": {"type": 7}}\n', ["--as", "json"], "input line 1: "),
+        ('{"input": 3}\n', [], "input line 1: `input` must be text"),
+        ("[1]\n", [], "input line 1: an item must be a JSON object"),
+    ],
+)
+def test_bad_input_is_a_usage_error_naming_the_line_before_any_request(
+    tmp_path: Path, mock: MockServer, content: str, flags: list[str], needle: str
+) -> None:
+    source = tmp_path / "items.jsonl"
+    source.write_text(content)
+    result = run_mavera(["batch", str(source), *flags], env=_at(mock), expect=2)
+    one_line_error(result.stderr, needle)
+    assert mock.requests_seen == 0
+    assert result.stdout == b""
+
+
+def test_unreadable_input_and_bad_flags_are_usage_errors(tmp_path: Path) -> None:
+    result = run_mavera(["batch", "--mock", str(tmp_path / "missing.jsonl")], expect=2)
+    one_line_error(result.stderr, "cannot read")
+    result = run_mavera(["batch", "--mock", "--as", "tools", "-"], expect=2)
+    one_line_error(result.stderr, "--as tools needs --functions")
+    result = run_mavera(["batch", "--mock", "-j", "0", "-"], expect=2)
+    one_line_error(result.stderr, "--concurrency must be 1 or more")
+
+
+def test_stdin_items_and_persona_fan_out(mock: MockServer) -> None:
+    items = b'{"id": "q1", "input": "first"}\n{"id": "q2", "input": "second"}\n'
+    result = run_mavera(
+        ["batch", "-", "-p", "pers_a", "-p", "pers_b", "-j", "2"], stdin=items, env=_at(mock)
+    )
+    lines = results(result.stdout)
+    assert sorted((line["id"], line["persona_id"], line["index"]) for line in lines) == [
+        ("q1", "pers_a", 0),
+        ("q1", "pers_b", 0),
+        ("q2", "pers_a", 1),
+        ("q2", "pers_b", 1),
+    ]
+    assert mock.inputs_seen == {"first": 2, "second": 2}
+
+
+def test_fan_out_sends_each_persona(tmp_path: Path, server: ScriptedServer) -> None:
+    def answer(exchange: Exchange, wire: Wire) -> None:
+        wire.head()
+        wire.send_chunks(text_stream([exchange.json()["persona_id"]]))
+
+    server.script(answer)
+    source = write_items(
+        tmp_path / "i.jsonl", [{"input": "hi"}, {"input": "yo", "persona_id": "own"}]
+    )
+    result = run_mavera(["batch", str(source), "-p", "A", "-p", "B", "--base-url", server.base_url])
+    lines = results(result.stdout)
+    assert sorted((line["id"], line["persona_id"], line["text"]) for line in lines) == [
+        ("1", "A", "A"),
+        ("1", "B", "B"),
+        ("2", "own", "own"),  # an item's own persona wins over the fan-out
+    ]
+
+
+def test_json_items_hold_the_parsed_object_and_an_item_schema_wins(
+    tmp_path: Path, mock: MockServer
+) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    own = {"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"]}
+    source = write_items(
+        tmp_path / "i.jsonl", [{"id": "a", "input": "x"}, {"id": "b", "input": "y", "schema": own}]
+    )
+    result = run_mavera(
+        ["batch", str(source), "--as", "json", "--schema", json.dumps(schema)], env=_at(mock)
+    )
+    parsed = {line["id"]: line["parsed"] for line in results(result.stdout)}
+    assert isinstance(parsed["a"]["n"], int)
+    assert isinstance(parsed["b"]["s"], str)
+
+
+def test_tools_items_hold_the_parsed_calls(tmp_path: Path, mock: MockServer) -> None:
+    functions = tmp_path / "f.json"
+    functions.write_text(
+        json.dumps(
+            [
+                {
+                    "type": "function",
+                    "name": "get_weather",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}},
+                        "required": ["city"],
+                    },
+                }
+            ]
+        )
+    )
+    result = run_mavera(
+        ["batch", "--lines", "-", "--as", "tools", "--functions", str(functions)],
+        stdin=b"weather in Paris?\n",
+        env=_at(mock),
+    )
+    (line,) = results(result.stdout)
+    (call,) = line["calls"]
+    assert call["name"] == "get_weather" and isinstance(call["arguments"]["city"], str)
+
+
+def test_max_credits_starts_no_new_item_then_exit_13(tmp_path: Path, mock: MockServer) -> None:
+    source = tmp_path / "p.txt"
+    source.write_text("".join(f"p{n}\n" for n in range(10)))
+    result = run_mavera(
+        ["batch", "--lines", str(source), "-j", "1", "--max-credits", "3"], env=_at(mock), expect=13
+    )
+    assert len(results(result.stdout)) == 3
+    assert mock.requests_seen == 3
+    one_line_error(result.stderr, "batch: 10 to run: 3 ok, 7 not started; 3 credits")
+
+
+def test_resume_runs_only_what_did_not_complete_and_ignores_a_torn_line(
+    tmp_path: Path, mock: MockServer
+) -> None:
+    items = [{"id": f"i{n}", "input": f"ok {n}"} for n in range(5)]
+    items.append({"id": "bad", "input": "x mock-fault:failed"})
+    source = write_items(tmp_path / "items.jsonl", items)
+    out = tmp_path / "out.jsonl"
+    args = ["batch", str(source), "-o", str(out)]
+    run_mavera(args, env=_at(mock), expect=13)
+    assert mock.requests_seen == 6
+    # A crash mid-line: the next run cuts the torn tail and appends whole lines.
+    with out.open("ab") as file:
+        file.write(b'{"id": "i0", "exit_co')
+    run_mavera(args, env=_at(mock), expect=13)
+    assert mock.requests_seen == 7, "only the failed item ran again"
+    lines = results(out.read_bytes())  # every line whole: the torn one is gone
+    assert [line["id"] for line in lines].count("bad") == 2
+    assert len(lines) == 7
+    # --overwrite starts afresh.
+    run_mavera([*args, "--overwrite"], env=_at(mock), expect=13)
+    assert len(results(out.read_bytes())) == 6
+
+
+def test_a_429_pauses_every_worker_for_its_retry_after(tmp_path: Path) -> None:
+    source = tmp_path / "p.txt"
+    source.write_text("".join(f"p{n}\n" for n in range(6)))
+    with MockServer(fault="rate-limit", fail_first=1) as server:
+        started = time.monotonic()
+        result = run_mavera(["batch", "--lines", str(source), "-j", "4"], env=_at(server))
+        elapsed = time.monotonic() - started
+        assert server.requests_seen == 7  # the 429 once, then every item once
+    lines = results(result.stdout)
+    assert all(line["exit_code"] == 0 for line in lines)
+    # The first request goes alone (the window is unknown), is refused, and nobody starts
+    # anything for the server's Retry-After (1 s).
+    assert elapsed >= 1.0
+    assert sorted(line["attempts"] for line in lines) == [1, 1, 1, 1, 1, 2]
+
+
+def test_a_sliding_window_is_never_exceeded(tmp_path: Path) -> None:
+    source = tmp_path / "p.txt"
+    source.write_text("".join(f"p{n}\n" for n in range(12)))
+    with MockServer(rate_limit="5/1", think_ms=20) as server:
+        result = run_mavera(["batch", "--lines", str(source), "-j", "8"], env=_at(server))
+        assert server.rate_limited == 0, "a request was started that the window could not take"
+        assert max(server.inputs_seen.values()) == 1
+    assert len(results(result.stdout)) == 12
+
+
+def test_rpm_spaces_the_starts(tmp_path: Path, mock: MockServer) -> None:
+    source = tmp_path / "p.txt"
+    source.write_text("a\nb\nc\nd\n")
+    started = time.monotonic()
+    run_mavera(["batch", "--lines", str(source), "-j", "4", "--rpm", "300"], env=_at(mock))
+    assert time.monotonic() - started >= 0.6  # 4 starts, 0.2 s apart
+
+
+def test_usage_totals_for_the_batch(tmp_path: Path, mock: MockServer) -> None:
+    result = run_mavera(["batch", "--lines", "-", "--usage"], stdin=b"a\nb\nc\n", env=_at(mock))
+    assert "3 credits used over 3 responses" in result.stderr
+
+
+def test_quiet_has_no_summary(mock: MockServer) -> None:
+    result = run_mavera(["batch", "--lines", "-", "-q"], stdin=b"a\n", env=_at(mock))
+    assert result.stderr == ""
+
+
+def _at(server: MockServer) -> dict[str, str]:
+    return {"MAVERA_BASE_URL": server.base_url}
+
+
+def test_an_item_waiting_to_retry_when_a_401_stops_the_batch_still_gets_its_line(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    def busy(exchange: Exchange, wire: Wire) -> None:
+        wire.respond(500, {"error": {"message": "busy"}})
+
+    def refuse(exchange: Exchange, wire: Wire) -> None:
+        wire.respond(401, {"error": {"message": "Invalid API key."}})
+
+    server.script(busy, refuse)
+    result = run_mavera(
+        ["batch", "--lines", "-", "-j", "2", "--retries", "3", "--base-url", server.base_url],
+        stdin=b"first\nsecond\nthird\n",
+        expect=3,
+    )
+    lines = results(result.stdout)
+    assert sorted(line["error"] for line in lines) == ["auth", "server_error"]
+    assert len(server.requests) == 2, "no retry and no new item after the 401"
