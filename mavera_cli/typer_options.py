@@ -236,6 +236,14 @@ request_options = _with_options(
 diagnostic_options = _with_options(_DIAGNOSTIC_PARAMETERS, DiagnosticOptions, "diag")
 
 
+def request_options_without(
+    *names: str,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`@request_options` less the named ones (a command that declares them its own way)."""
+    kept = [p for p in _REQUEST_PARAMETERS if p.name not in names]
+    return _with_options(kept + _DIAGNOSTIC_PARAMETERS, RequestOptions, "opts")
+
+
 PromptWords = Annotated[
     list[str] | None,
     typer.Argument(

@@ -13,19 +13,13 @@ import typer
 
 from mavera_cli.options import DiagnosticOptions, RequestOptions
 from mavera_cli.typer_options import (
-    _DIAGNOSTIC_PARAMETERS,
-    _REQUEST_PARAMETERS,
-    _with_options,
     diagnostic_options,
     reporter_of,
+    request_options_without,
 )
 
-_NOT_FOR_BATCH = {"files", "persona", "save_raw", "no_newline"}
-batch_options = _with_options(
-    [p for p in _REQUEST_PARAMETERS if p.name not in _NOT_FOR_BATCH] + _DIAGNOSTIC_PARAMETERS,
-    RequestOptions,
-    "opts",
-)
+# Options about one prompt have no meaning here; -p is batch's own (repeatable: fan-out).
+batch_options = request_options_without("files", "persona", "save_raw", "no_newline")
 
 
 class BatchAs(StrEnum):
