@@ -329,22 +329,15 @@ def _describe(error: dict[str, Any]) -> str:
 
 def response_text(response: dict[str, Any]) -> str:
     """The `output_text` parts of a response's message items, in order, concatenated."""
-    parts: list[str] = []
-    output = response.get("output")
-    for item in output if isinstance(output, list) else ():
-        if not isinstance(item, dict) or item.get("type") != "message":
-            continue
-        content = item.get("content")
-        for part in content if isinstance(content, list) else ():
-            if isinstance(part, dict) and part.get("type") == "output_text":
-                text = part.get("text")
-                if isinstance(text, str):
-                    parts.append(text)
-    return "".join(parts)
+    return _message_parts(response, "output_text", "text")
 
 
 def response_refusal(response: dict[str, Any]) -> str:
     """The `refusal` parts of a response's message items, concatenated ("" if none)."""
+    return _message_parts(response, "refusal", "refusal")
+
+
+def _message_parts(response: dict[str, Any], part_type: str, field: str) -> str:
     parts: list[str] = []
     output = response.get("output")
     for item in output if isinstance(output, list) else ():
@@ -352,8 +345,8 @@ def response_refusal(response: dict[str, Any]) -> str:
             continue
         content = item.get("content")
         for part in content if isinstance(content, list) else ():
-            if isinstance(part, dict) and part.get("type") == "refusal":
-                text = part.get("refusal")
+            if isinstance(part, dict) and part.get("type") == part_type:
+                text = part.get(field)
                 if isinstance(text, str):
                     parts.append(text)
     return "".join(parts)

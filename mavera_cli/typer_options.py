@@ -236,6 +236,26 @@ request_options = _with_options(
 diagnostic_options = _with_options(_DIAGNOSTIC_PARAMETERS, DiagnosticOptions, "diag")
 
 
+# `personas` and `usage` ask the account, not a model: only where to ask, plus -q/-v/--no-color.
+_ACCOUNT_PARAMETERS = [
+    _option(
+        "base_url",
+        str | None,
+        None,
+        "--base-url",
+        metavar="URL",
+        help="API base URL [env MAVERA_BASE_URL].",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "mock", bool, False, "--mock", help="Ask the built-in fake server.", panel=REQUEST_PANEL
+    ),
+]
+account_options = _with_options(
+    _ACCOUNT_PARAMETERS + _DIAGNOSTIC_PARAMETERS, RequestOptions, "opts"
+)
+
+
 def request_options_without(
     *names: str,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from mavera_cli.options import DiagnosticOptions, RequestOptions
+from mavera_cli.options import RequestOptions
 from mavera_cli.typer_options import (
-    diagnostic_options,
+    account_options,
     reporter_of,
     request_options_without,
 )
@@ -130,7 +130,7 @@ def batch(
     run_batch(reporter_of(ctx), opts, request)
 
 
-@diagnostic_options
+@account_options
 def usage(
     ctx: typer.Context,
     json_output: Annotated[
@@ -139,13 +139,8 @@ def usage(
             "--json", help="The server's JSON object on one line (the default when piped)."
         ),
     ] = False,
-    base_url: Annotated[
-        str | None,
-        typer.Option("--base-url", metavar="URL", help="API base URL [env MAVERA_BASE_URL]."),
-    ] = None,
-    mock: Annotated[bool, typer.Option("--mock", help="Ask the built-in fake server.")] = False,
     *,
-    diag: DiagnosticOptions,
+    opts: RequestOptions,
 ) -> None:
     """Show the account's credits (used, included, remaining), billing period and rate limit.
 
@@ -158,13 +153,6 @@ def usage(
     from mavera_cli.invocation import invocation
     from mavera_cli.render.account import render_usage
 
-    opts = RequestOptions(
-        base_url=base_url,
-        mock=mock,
-        quiet=diag.quiet,
-        verbose=diag.verbose,
-        no_color=diag.no_color,
-    )
     with invocation(reporter_of(ctx), opts) as inv:
         with inv.connect() as api:
             report = api.call(api.client.get_usage)

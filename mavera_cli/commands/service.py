@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from mavera_cli.options import DiagnosticOptions, RequestOptions
-from mavera_cli.typer_options import diagnostic_options, reporter_of
+from mavera_cli.typer_options import account_options, diagnostic_options, reporter_of
 
 
 class Shell(StrEnum):
@@ -74,19 +74,14 @@ def config_show(
         write_settings(rows, inv.sink, as_json=json_output)
 
 
-@diagnostic_options
+@account_options
 def personas(
     ctx: typer.Context,
     json_lines: Annotated[
         bool, typer.Option("--json", help="One JSON object per line (the default when piped).")
     ] = False,
-    base_url: Annotated[
-        str | None,
-        typer.Option("--base-url", metavar="URL", help="API base URL [env MAVERA_BASE_URL]."),
-    ] = None,
-    mock: Annotated[bool, typer.Option("--mock", help="Ask the built-in fake server.")] = False,
     *,
-    diag: DiagnosticOptions,
+    opts: RequestOptions,
 ) -> None:
     """List the personas your key can use (id, name, category).
 
@@ -99,13 +94,6 @@ def personas(
     from mavera_cli.invocation import invocation
     from mavera_cli.render.table import render_personas
 
-    opts = RequestOptions(
-        base_url=base_url,
-        mock=mock,
-        quiet=diag.quiet,
-        verbose=diag.verbose,
-        no_color=diag.no_color,
-    )
     with invocation(reporter_of(ctx), opts) as inv:
         with inv.connect() as api:
             items = api.call(api.client.list_personas)
