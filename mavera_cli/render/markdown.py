@@ -58,7 +58,8 @@ class BlockSplitter:
             return
         self._partial.append(text)
         lines = "".join(self._partial).split("\n")
-        self._partial = [lines.pop()] if lines[-1] else []
+        rest = lines.pop()  # the unfinished last line ("" after a newline)
+        self._partial = [rest] if rest else []
         for line in lines:
             self._line(line)
 
