@@ -14,15 +14,17 @@ function __fish_mavera_path
         if string match -q -- '-*' $token
             switch (string join ' ' -- $path)
             case 'stream'
-                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw; and set skip 1
+                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --session --previous-response-id; and set skip 1
             case 'ask'
-                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw; and set skip 1
+                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --session --previous-response-id; and set skip 1
             case 'replay'
                 contains -- $token --as; and set skip 1
             case 'json'
-                contains -- $token --schema --schema-name -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw; and set skip 1
+                contains -- $token --schema --schema-name -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --session --previous-response-id; and set skip 1
             case 'tools'
-                contains -- $token --functions --tool-choice --exec --tool-timeout --max-rounds --tool-errors -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw; and set skip 1
+                contains -- $token --functions --tool-choice --exec --tool-timeout --max-rounds --tool-errors -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --session --previous-response-id; and set skip 1
+            case 'chat'
+                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --session --previous-response-id; and set skip 1
             case 'personas'
                 contains -- $token --base-url; and set skip 1
             case 'mock'
@@ -33,7 +35,9 @@ function __fish_mavera_path
         set -l commands
         switch (string join ' ' -- $path)
             case ''
-                set commands stream ask replay json tools completion personas mock config
+                set commands stream ask replay json tools chat completion personas mock sessions config
+            case 'sessions'
+                set commands list show rm
             case 'config'
                 set commands show
         end
@@ -54,9 +58,11 @@ complete -c mavera -n '__fish_mavera_at ""' -a ask -d 'Send one standard request
 complete -c mavera -n '__fish_mavera_at ""' -a replay -d 'Render a saved raw SSE capture offline, through the same renderers as the live commands.'
 complete -c mavera -n '__fish_mavera_at ""' -a json -d 'Structured output: print the answer as JSON, only once it is complete and valid.'
 complete -c mavera -n '__fish_mavera_at ""' -a tools -d 'Function calling: print each completed call as NDJSON, or run local commands as tools.'
+complete -c mavera -n '__fish_mavera_at ""' -a chat -d 'Hold a conversation: each line you type is a turn; answers stream as they arrive.'
 complete -c mavera -n '__fish_mavera_at ""' -a completion -d 'Print the TAB-completion script for bash, zsh or fish.'
 complete -c mavera -n '__fish_mavera_at ""' -a personas -d 'List the personas your key can use (id, name, category).'
 complete -c mavera -n '__fish_mavera_at ""' -a mock -d 'Run a local, loopback-only fake Mavera server; prints its base URL first.'
+complete -c mavera -n '__fish_mavera_at ""' -a sessions -d 'List, show and remove saved conversations (`--session NAME`).'
 complete -c mavera -n '__fish_mavera_at ""' -a config -d 'Show the settings mavera uses and where each comes from.'
 complete -c mavera -n '__fish_mavera_at ""' -s V -l version -d 'Show the version.'
 complete -c mavera -n '__fish_mavera_at ""' -s h -l help -d 'Show this message and exit.'
@@ -74,6 +80,10 @@ complete -c mavera -n '__fish_mavera_at \'stream\'' -l mock -d 'Use the built-in
 complete -c mavera -n '__fish_mavera_at \'stream\'' -s n -l no-newline -d 'Do not end the text with a newline.'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -l allow-insecure-http -d 'Allow sending the API key over plain http to a non-loopback host.'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'stream\'' -l session -x -d 'Continue conversation NAME (created on its first completed turn): earlier turns go into the input; only a completed response is kept. A NAME with / is a path.'
+complete -c mavera -n '__fish_mavera_at \'stream\'' -s c -l continue -d 'Continue the most recently used session.'
+complete -c mavera -n '__fish_mavera_at \'stream\'' -l previous-response-id -x -d 'Send previous_response_id (server-side conversation state, where supported); with --session only this turn\'s input is sent.'
+complete -c mavera -n '__fish_mavera_at \'stream\'' -l raw -d 'On a terminal, print the plain text instead of rendered markdown [env MAVERA_RAW=1; TERM=dumb].'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -l no-color -d 'No colour (also NO_COLOR).'
@@ -92,6 +102,10 @@ complete -c mavera -n '__fish_mavera_at \'ask\'' -l mock -d 'Use the built-in fa
 complete -c mavera -n '__fish_mavera_at \'ask\'' -s n -l no-newline -d 'Do not end the text with a newline.'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -l allow-insecure-http -d 'Allow sending the API key over plain http to a non-loopback host.'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'ask\'' -l session -x -d 'Continue conversation NAME (created on its first completed turn): earlier turns go into the input; only a completed response is kept. A NAME with / is a path.'
+complete -c mavera -n '__fish_mavera_at \'ask\'' -s c -l continue -d 'Continue the most recently used session.'
+complete -c mavera -n '__fish_mavera_at \'ask\'' -l previous-response-id -x -d 'Send previous_response_id (server-side conversation state, where supported); with --session only this turn\'s input is sent.'
+complete -c mavera -n '__fish_mavera_at \'ask\'' -l raw -d 'On a terminal, print the plain text instead of rendered markdown [env MAVERA_RAW=1; TERM=dumb].'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -l no-color -d 'No colour (also NO_COLOR).'
@@ -125,6 +139,10 @@ complete -c mavera -n '__fish_mavera_at \'json\'' -l mock -d 'Use the built-in f
 complete -c mavera -n '__fish_mavera_at \'json\'' -s n -l no-newline -d 'Do not end the text with a newline.'
 complete -c mavera -n '__fish_mavera_at \'json\'' -l allow-insecure-http -d 'Allow sending the API key over plain http to a non-loopback host.'
 complete -c mavera -n '__fish_mavera_at \'json\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'json\'' -l session -x -d 'Continue conversation NAME (created on its first completed turn): earlier turns go into the input; only a completed response is kept. A NAME with / is a path.'
+complete -c mavera -n '__fish_mavera_at \'json\'' -s c -l continue -d 'Continue the most recently used session.'
+complete -c mavera -n '__fish_mavera_at \'json\'' -l previous-response-id -x -d 'Send previous_response_id (server-side conversation state, where supported); with --session only this turn\'s input is sent.'
+complete -c mavera -n '__fish_mavera_at \'json\'' -l raw -d 'On a terminal, print the plain text instead of rendered markdown [env MAVERA_RAW=1; TERM=dumb].'
 complete -c mavera -n '__fish_mavera_at \'json\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'json\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'json\'' -l no-color -d 'No colour (also NO_COLOR).'
@@ -149,10 +167,35 @@ complete -c mavera -n '__fish_mavera_at \'tools\'' -l mock -d 'Use the built-in 
 complete -c mavera -n '__fish_mavera_at \'tools\'' -s n -l no-newline -d 'Do not end the text with a newline.'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l allow-insecure-http -d 'Allow sending the API key over plain http to a non-loopback host.'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'tools\'' -l session -x -d 'Continue conversation NAME (created on its first completed turn): earlier turns go into the input; only a completed response is kept. A NAME with / is a path.'
+complete -c mavera -n '__fish_mavera_at \'tools\'' -s c -l continue -d 'Continue the most recently used session.'
+complete -c mavera -n '__fish_mavera_at \'tools\'' -l previous-response-id -x -d 'Send previous_response_id (server-side conversation state, where supported); with --session only this turn\'s input is sent.'
+complete -c mavera -n '__fish_mavera_at \'tools\'' -l raw -d 'On a terminal, print the plain text instead of rendered markdown [env MAVERA_RAW=1; TERM=dumb].'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l no-color -d 'No colour (also NO_COLOR).'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s f -l file -r -F -d 'Add a file\'s text to the prompt (repeatable).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l base-url -x -d 'API base URL [env MAVERA_BASE_URL; default https://app.mavera.io/api/v1].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s p -l persona -x -d 'persona_id to answer as [env MAVERA_PERSONA_ID].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s m -l model -x -d 'Model [env MAVERA_MODEL; default mavera-1].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s s -l instructions -x -d 'System instructions, appended after the persona\'s prompt.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l timeout -x -d 'Give up after this long without a byte: connect, first byte, between events [env MAVERA_TIMEOUT; default 60].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l max-time -x -d 'Limit the whole request, retries included, like curl -m.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l retries -x -d 'Retry 429, 5xx, connection failures and timeouts before any event arrived [env MAVERA_RETRIES; default 2].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l save-raw -r -F -d 'Save the raw bytes received (replay them with `mavera replay`).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l mock -d 'Use the built-in fake server (offline, no key needed).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s n -l no-newline -d 'Do not end the text with a newline.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l allow-insecure-http -d 'Allow sending the API key over plain http to a non-loopback host.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l session -x -d 'Continue conversation NAME (created on its first completed turn): earlier turns go into the input; only a completed response is kept. A NAME with / is a path.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s c -l continue -d 'Continue the most recently used session.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l previous-response-id -x -d 'Send previous_response_id (server-side conversation state, where supported); with --session only this turn\'s input is sent.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l raw -d 'On a terminal, print the plain text instead of rendered markdown [env MAVERA_RAW=1; TERM=dumb].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s q -l quiet -d 'No messages on stderr.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l no-color -d 'No colour (also NO_COLOR).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'completion\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'completion\'' -x -a 'bash zsh fish' -d 'bash, zsh or fish.'
 complete -c mavera -n '__fish_mavera_at \'personas\'' -l json -d 'One JSON object per line (the default when piped).'
@@ -168,6 +211,24 @@ complete -c mavera -n '__fish_mavera_at \'mock\'' -l fault -x -a 'rate-limit ser
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l fail-first -x -d 'Apply the fault to the first N requests only.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l pace-ms -x -d 'Milliseconds between events.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'sessions\'' -a list -d 'List the saved sessions, most recently used first (name, turns, last used, persona).'
+complete -c mavera -n '__fish_mavera_at \'sessions\'' -a show -d 'Print a saved conversation, one line per message, call and tool output.'
+complete -c mavera -n '__fish_mavera_at \'sessions\'' -a rm -d 'Delete a saved session.'
+complete -c mavera -n '__fish_mavera_at \'sessions\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'sessions list\'' -l json -d 'One JSON object per line (the default when piped).'
+complete -c mavera -n '__fish_mavera_at \'sessions list\'' -s q -l quiet -d 'No messages on stderr.'
+complete -c mavera -n '__fish_mavera_at \'sessions list\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
+complete -c mavera -n '__fish_mavera_at \'sessions list\'' -l no-color -d 'No colour (also NO_COLOR).'
+complete -c mavera -n '__fish_mavera_at \'sessions list\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'sessions show\'' -l json -d 'The stored session: its settings and items.'
+complete -c mavera -n '__fish_mavera_at \'sessions show\'' -s q -l quiet -d 'No messages on stderr.'
+complete -c mavera -n '__fish_mavera_at \'sessions show\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
+complete -c mavera -n '__fish_mavera_at \'sessions show\'' -l no-color -d 'No colour (also NO_COLOR).'
+complete -c mavera -n '__fish_mavera_at \'sessions show\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'sessions rm\'' -s q -l quiet -d 'No messages on stderr.'
+complete -c mavera -n '__fish_mavera_at \'sessions rm\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
+complete -c mavera -n '__fish_mavera_at \'sessions rm\'' -l no-color -d 'No colour (also NO_COLOR).'
+complete -c mavera -n '__fish_mavera_at \'sessions rm\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'config\'' -a show -d 'Print the resolved settings and where each came from.'
 complete -c mavera -n '__fish_mavera_at \'config\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'config show\'' -l json -d 'One JSON object: {name: {value, source}}.'

@@ -126,6 +126,7 @@ def sessions_rm(ctx: typer.Context, name: SessionName, *, diag: DiagnosticOption
 
     \b
       mavera sessions rm work
+      mavera sessions rm ./notes/talk.json
     """
     from mavera_cli.invocation import invocation
     from mavera_cli.sessions import remove_session
