@@ -172,3 +172,10 @@ def test_chat_on_a_terminal(server: ScriptedServer, tmp_path: Path) -> None:
     history = tmp_path / "state" / "mavera" / "chat_history"
     assert "fresh" in history.read_text()
     assert history.stat().st_mode & 0o077 == 0
+
+
+def test_usage_is_told_per_turn_on_stderr() -> None:
+    result = run_mavera(["chat", "--mock", "--usage"], stdin=b"one\ntwo words\n")
+    lines = [line for line in result.stderr.splitlines() if "usage:" in line]
+    assert len(lines) == 2, result.stderr
+    assert "credit" in lines[0] and "over" not in lines[1]  # each line is one turn's
