@@ -117,10 +117,7 @@ class Connection:
         inv = self.invocation
         capture = self._capture()
         conversation = inv.conversation
-        if conversation is not None:
-            payload = conversation.prepare(payload)
-        elif inv.opts.previous_response_id:
-            payload = {**payload, "previous_response_id": inv.opts.previous_response_id}
+        payload = self._continued(payload)
         tapped: Renderer = renderer
         if inv.opts.usage or conversation is not None:
             # The tap keeps the final event whole: its usage, and its output items.
@@ -149,10 +146,7 @@ class Connection:
         """One non-streamed response (`ask`), counted for --usage; --save-raw keeps its body."""
         capture = self._capture()
         conversation = self.invocation.conversation
-        if conversation is not None:
-            payload = conversation.prepare(payload)
-        elif self.invocation.opts.previous_response_id:
-            payload = {**payload, "previous_response_id": self.invocation.opts.previous_response_id}
+        payload = self._continued(payload)
 
         def attempt() -> dict[str, Any]:
             if capture is None:
@@ -168,6 +162,14 @@ class Connection:
         if conversation is not None and response_outcome_error(response) is None:
             conversation.completed(response, None)
         return response
+
+    def _continued(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The body with the session's history (--session, -c) or --previous-response-id."""
+        conversation = self.invocation.conversation
+        if conversation is not None:
+            return conversation.prepare(payload)
+        previous = self.invocation.opts.previous_response_id
+        return {**payload, "previous_response_id": previous} if previous else payload
 
     def _capture(self) -> CaptureWriter | None:
         save_raw = self.invocation.opts.save_raw

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mavera_cli.errors import UsageError
+from mavera_cli.errors import OutputFailedError, UsageError
 from mavera_cli.redact import Redactor
 
 FORMAT_VERSION = 1
@@ -150,8 +150,8 @@ def save_session(session: Session, secret: str | None, environ: Mapping[str, str
         write_atomically(session.path, text.encode("utf-8"))
         session.exists = True
         write_atomically(_last_pointer(environ), (str(session.path.resolve()) + "\n").encode())
-    except OSError as exc:
-        raise UsageError(
+    except OSError as exc:  # output that cannot be written, like a full disk for --save-raw
+        raise OutputFailedError(
             f"cannot write session {session.name} ({session.path}): {exc.strerror or exc}"
         ) from exc
 

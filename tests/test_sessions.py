@@ -464,3 +464,11 @@ def test_a_long_session_adds_little_to_a_request_start(state: Path) -> None:
     elapsed = time.perf_counter() - started
     assert len(body["input"]) == 101
     assert elapsed < 0.02 * 5  # the target is 20 ms; slack for a loaded CI machine
+
+
+def test_a_session_that_cannot_be_written_is_exit_74() -> None:
+    # /proc takes no new files, even from root: the session reads as new, its write fails.
+    args = ["stream", "--mock", "--session", "/proc/mavera-talk.json", "hi"]
+    result = run_mavera(args, expect=74)
+    assert result.text == "You said: hi\n"  # the answer is out; keeping it failed
+    one_line_error(result.stderr, "cannot write session")
