@@ -28,7 +28,7 @@ from typing import Literal
 
 import orjson
 
-Kind = Literal["text", "utf8", "json"]
+Kind = Literal["text", "utf8", "json", "markdown", "paragraph"]
 
 MODEL = "mavera-1"
 CREATED_AT = 1_760_000_000
@@ -172,7 +172,50 @@ def make_deltas(spec: Spec) -> list[str]:
         doc, _ = json_document(spec.size, spec.seed)
         step = spec.n
         return [doc[i : i + step] for i in range(0, len(doc), step)]
+    if spec.kind == "markdown":
+        doc = markdown_document(spec.size)
+        return _even_pieces(doc, spec.n)
+    if spec.kind == "paragraph":
+        # One paragraph: the prose without its line breaks, `size` bytes per delta.
+        prose = _ASCII_CORPUS.replace("\n", " ")
+        return _slices(prose, spec.n, spec.size)
     raise ValueError(f"unknown kind {spec.kind!r}")
+
+
+def _even_pieces(text: str, n: int) -> list[str]:
+    """`text` in `n` pieces of (nearly) equal length."""
+    n = min(n, len(text))
+    return [text[len(text) * i // n : len(text) * (i + 1) // n] for i in range(n)]
+
+
+def markdown_document(target_bytes: int) -> str:
+    """A realistic long answer: sections with a heading, a paragraph with emphasis and code,
+    a list, a table and a fenced code block, repeated to about `target_bytes`."""
+    parts: list[str] = []
+    size = 0
+    section = 0
+    while size < target_bytes:
+        section += 1
+        part = (
+            f"## Section {section}: what the numbers say\n\n"
+            f"The **{section}th** finding is that `stream_{section}` keeps up with the model; "
+            "the renderer commits *finished* blocks once and redraws only the growing one.\n\n"
+            f"- first point of section {section}\n- second point, with `code`\n"
+            "- third point, **bold** and *italic*\n\n"
+            "| metric | value | note |\n|---|---|---|\n"
+            f"| latency | {section * 3} ms | p99 |\n"
+            f"| throughput | {section * 7} MB/s | loopback |\n\n"
+            "```python\n"
+            f"def section_{section}(rows):\n"
+            "    total = 0\n"
+            "    for row in rows:\n"
+            "        total += row.value\n"
+            "    return total\n"
+            "```\n\n"
+        )
+        parts.append(part)
+        size += len(part)
+    return "".join(parts)
 
 
 def _sse(type_: str, data: bytes) -> bytes:

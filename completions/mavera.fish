@@ -14,17 +14,19 @@ function __fish_mavera_path
         if string match -q -- '-*' $token
             switch (string join ' ' -- $path)
             case 'stream'
-                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace; and set skip 1
+                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace --session --previous-response-id; and set skip 1
             case 'ask'
-                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace; and set skip 1
+                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace --session --previous-response-id; and set skip 1
             case 'replay'
                 contains -- $token --as --pace; and set skip 1
             case 'json'
-                contains -- $token --schema --schema-name -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace; and set skip 1
+                contains -- $token --schema --schema-name -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace --session --previous-response-id; and set skip 1
             case 'tools'
-                contains -- $token --functions --tool-choice --exec --tool-timeout --max-rounds --tool-errors -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace; and set skip 1
+                contains -- $token --functions --tool-choice --exec --tool-timeout --max-rounds --tool-errors -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace --session --previous-response-id; and set skip 1
             case 'batch'
-                contains -- $token -p --persona -j --concurrency --as --schema --functions -o --output --rpm --max-credits --base-url -m --model -s --instructions --timeout --max-time --retries --trace; and set skip 1
+                contains -- $token -p --persona -j --concurrency --as --schema --functions -o --output --rpm --max-credits --base-url -m --model -s --instructions --timeout --max-time --retries --trace --session --previous-response-id; and set skip 1
+            case 'chat'
+                contains -- $token -f --file --base-url -p --persona -m --model -s --instructions --timeout --max-time --retries --save-raw --trace --session --previous-response-id; and set skip 1
             case 'personas'
                 contains -- $token --base-url; and set skip 1
             case 'usage'
@@ -37,7 +39,9 @@ function __fish_mavera_path
         set -l commands
         switch (string join ' ' -- $path)
             case ''
-                set commands stream ask replay inspect json tools batch completion personas usage mock config
+                set commands stream ask replay inspect json tools batch chat completion personas usage mock sessions config
+            case 'sessions'
+                set commands list show rm
             case 'config'
                 set commands show
         end
@@ -60,10 +64,12 @@ complete -c mavera -n '__fish_mavera_at ""' -a inspect -d 'Report what a trace o
 complete -c mavera -n '__fish_mavera_at ""' -a json -d 'Structured output: print the answer as JSON, only once it is complete and valid.'
 complete -c mavera -n '__fish_mavera_at ""' -a tools -d 'Function calling: print each completed call as NDJSON, or run local commands as tools.'
 complete -c mavera -n '__fish_mavera_at ""' -a batch -d 'Run many prompts concurrently: one JSONL result line per item, as each finishes.'
+complete -c mavera -n '__fish_mavera_at ""' -a chat -d 'Hold a conversation: each line you type is a turn; answers stream as they arrive.'
 complete -c mavera -n '__fish_mavera_at ""' -a completion -d 'Print the TAB-completion script for bash, zsh or fish.'
 complete -c mavera -n '__fish_mavera_at ""' -a personas -d 'List the personas your key can use (id, name, category).'
 complete -c mavera -n '__fish_mavera_at ""' -a usage -d 'Show the account\'s credits (used, included, remaining), billing period and rate limit.'
 complete -c mavera -n '__fish_mavera_at ""' -a mock -d 'Run a local, loopback-only fake Mavera server; prints its base URL first.'
+complete -c mavera -n '__fish_mavera_at ""' -a sessions -d 'List, show and remove saved conversations (`--session NAME`).'
 complete -c mavera -n '__fish_mavera_at ""' -a config -d 'Show the settings mavera uses and where each comes from.'
 complete -c mavera -n '__fish_mavera_at ""' -s V -l version -d 'Show the version.'
 complete -c mavera -n '__fish_mavera_at ""' -s h -l help -d 'Show this message and exit.'
@@ -83,6 +89,10 @@ complete -c mavera -n '__fish_mavera_at \'stream\'' -l allow-insecure-http -d 'A
 complete -c mavera -n '__fish_mavera_at \'stream\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -l trace -r -F -d 'Log the request, the response head and every network read with its time, as NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -l timing -d 'At the end, print where the time went to stderr: headers, first event, first delta, total, rates, the longest gap (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'stream\'' -l session -x -d 'Continue conversation NAME (created on its first completed turn): earlier turns go into the input; only a completed response is kept. A NAME with / is a path.'
+complete -c mavera -n '__fish_mavera_at \'stream\'' -s c -l continue -d 'Continue the most recently used session.'
+complete -c mavera -n '__fish_mavera_at \'stream\'' -l previous-response-id -x -d 'Send previous_response_id (server-side conversation state, where supported); with --session only this turn\'s input is sent.'
+complete -c mavera -n '__fish_mavera_at \'stream\'' -l raw -d 'On a terminal, print the plain text instead of rendered markdown [env MAVERA_RAW=1; TERM=dumb].'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'stream\'' -l no-color -d 'No colour (also NO_COLOR).'
@@ -103,6 +113,10 @@ complete -c mavera -n '__fish_mavera_at \'ask\'' -l allow-insecure-http -d 'Allo
 complete -c mavera -n '__fish_mavera_at \'ask\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -l trace -r -F -d 'Log the request, the response head and every network read with its time, as NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -l timing -d 'At the end, print where the time went to stderr: headers, first event, first delta, total, rates, the longest gap (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'ask\'' -l session -x -d 'Continue conversation NAME (created on its first completed turn): earlier turns go into the input; only a completed response is kept. A NAME with / is a path.'
+complete -c mavera -n '__fish_mavera_at \'ask\'' -s c -l continue -d 'Continue the most recently used session.'
+complete -c mavera -n '__fish_mavera_at \'ask\'' -l previous-response-id -x -d 'Send previous_response_id (server-side conversation state, where supported); with --session only this turn\'s input is sent.'
+complete -c mavera -n '__fish_mavera_at \'ask\'' -l raw -d 'On a terminal, print the plain text instead of rendered markdown [env MAVERA_RAW=1; TERM=dumb].'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'ask\'' -l no-color -d 'No colour (also NO_COLOR).'
@@ -145,6 +159,10 @@ complete -c mavera -n '__fish_mavera_at \'json\'' -l allow-insecure-http -d 'All
 complete -c mavera -n '__fish_mavera_at \'json\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
 complete -c mavera -n '__fish_mavera_at \'json\'' -l trace -r -F -d 'Log the request, the response head and every network read with its time, as NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).'
 complete -c mavera -n '__fish_mavera_at \'json\'' -l timing -d 'At the end, print where the time went to stderr: headers, first event, first delta, total, rates, the longest gap (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'json\'' -l session -x -d 'Continue conversation NAME (created on its first completed turn): earlier turns go into the input; only a completed response is kept. A NAME with / is a path.'
+complete -c mavera -n '__fish_mavera_at \'json\'' -s c -l continue -d 'Continue the most recently used session.'
+complete -c mavera -n '__fish_mavera_at \'json\'' -l previous-response-id -x -d 'Send previous_response_id (server-side conversation state, where supported); with --session only this turn\'s input is sent.'
+complete -c mavera -n '__fish_mavera_at \'json\'' -l raw -d 'On a terminal, print the plain text instead of rendered markdown [env MAVERA_RAW=1; TERM=dumb].'
 complete -c mavera -n '__fish_mavera_at \'json\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'json\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'json\'' -l no-color -d 'No colour (also NO_COLOR).'
@@ -171,6 +189,10 @@ complete -c mavera -n '__fish_mavera_at \'tools\'' -l allow-insecure-http -d 'Al
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l trace -r -F -d 'Log the request, the response head and every network read with its time, as NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l timing -d 'At the end, print where the time went to stderr: headers, first event, first delta, total, rates, the longest gap (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'tools\'' -l session -x -d 'Continue conversation NAME (created on its first completed turn): earlier turns go into the input; only a completed response is kept. A NAME with / is a path.'
+complete -c mavera -n '__fish_mavera_at \'tools\'' -s c -l continue -d 'Continue the most recently used session.'
+complete -c mavera -n '__fish_mavera_at \'tools\'' -l previous-response-id -x -d 'Send previous_response_id (server-side conversation state, where supported); with --session only this turn\'s input is sent.'
+complete -c mavera -n '__fish_mavera_at \'tools\'' -l raw -d 'On a terminal, print the plain text instead of rendered markdown [env MAVERA_RAW=1; TERM=dumb].'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'tools\'' -l no-color -d 'No colour (also NO_COLOR).'
@@ -196,11 +218,38 @@ complete -c mavera -n '__fish_mavera_at \'batch\'' -l allow-insecure-http -d 'Al
 complete -c mavera -n '__fish_mavera_at \'batch\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
 complete -c mavera -n '__fish_mavera_at \'batch\'' -l trace -r -F -d 'Log the request, the response head and every network read with its time, as NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).'
 complete -c mavera -n '__fish_mavera_at \'batch\'' -l timing -d 'At the end, print where the time went to stderr: headers, first event, first delta, total, rates, the longest gap (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l session -x -d 'Continue conversation NAME (created on its first completed turn): earlier turns go into the input; only a completed response is kept. A NAME with / is a path.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -s c -l continue -d 'Continue the most recently used session.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l previous-response-id -x -d 'Send previous_response_id (server-side conversation state, where supported); with --session only this turn\'s input is sent.'
+complete -c mavera -n '__fish_mavera_at \'batch\'' -l raw -d 'On a terminal, print the plain text instead of rendered markdown [env MAVERA_RAW=1; TERM=dumb].'
 complete -c mavera -n '__fish_mavera_at \'batch\'' -s q -l quiet -d 'No messages on stderr.'
 complete -c mavera -n '__fish_mavera_at \'batch\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
 complete -c mavera -n '__fish_mavera_at \'batch\'' -l no-color -d 'No colour (also NO_COLOR).'
 complete -c mavera -n '__fish_mavera_at \'batch\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'batch\'' -F
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s f -l file -r -F -d 'Add a file\'s text to the prompt (repeatable).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l base-url -x -d 'API base URL [env MAVERA_BASE_URL; default https://app.mavera.io/api/v1].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s p -l persona -x -d 'persona_id to answer as [env MAVERA_PERSONA_ID].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s m -l model -x -d 'Model [env MAVERA_MODEL; default mavera-1].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s s -l instructions -x -d 'System instructions, appended after the persona\'s prompt.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l timeout -x -d 'Give up after this long without a byte: connect, first byte, between events [env MAVERA_TIMEOUT; default 60].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l max-time -x -d 'Limit the whole request, retries included, like curl -m.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l retries -x -d 'Retry 429, 5xx, connection failures and timeouts before any event arrived [env MAVERA_RETRIES; default 2].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l save-raw -r -F -d 'Save the raw bytes received (replay them with `mavera replay`).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l mock -d 'Use the built-in fake server (offline, no key needed).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s n -l no-newline -d 'Do not end the text with a newline.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l allow-insecure-http -d 'Allow sending the API key over plain http to a non-loopback host.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l usage -d 'At the end, print the tokens and credits used to stderr (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l trace -r -F -d 'Log the request, the response head and every network read with its time, as NDJSON (read it with `mavera inspect`, replay it with `mavera replay --pace`).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l timing -d 'At the end, print where the time went to stderr: headers, first event, first delta, total, rates, the longest gap (not with -q).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l session -x -d 'Continue conversation NAME (created on its first completed turn): earlier turns go into the input; only a completed response is kept. A NAME with / is a path.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s c -l continue -d 'Continue the most recently used session.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l previous-response-id -x -d 'Send previous_response_id (server-side conversation state, where supported); with --session only this turn\'s input is sent.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l raw -d 'On a terminal, print the plain text instead of rendered markdown [env MAVERA_RAW=1; TERM=dumb].'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s q -l quiet -d 'No messages on stderr.'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -l no-color -d 'No colour (also NO_COLOR).'
+complete -c mavera -n '__fish_mavera_at \'chat\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'completion\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'completion\'' -x -a 'bash zsh fish' -d 'bash, zsh or fish.'
 complete -c mavera -n '__fish_mavera_at \'personas\'' -l json -d 'One JSON object per line (the default when piped).'
@@ -225,6 +274,24 @@ complete -c mavera -n '__fish_mavera_at \'mock\'' -l pace-ms -x -d 'Milliseconds
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l rate-limit -x -d 'Allow at most N requests in any SECONDS (a sliding window); more get 429 with Retry-After.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -l think-ms -x -d 'Milliseconds before each answer starts.'
 complete -c mavera -n '__fish_mavera_at \'mock\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'sessions\'' -a list -d 'List the saved sessions, most recently used first (name, turns, last used, persona).'
+complete -c mavera -n '__fish_mavera_at \'sessions\'' -a show -d 'Print a saved conversation, one line per message, call and tool output.'
+complete -c mavera -n '__fish_mavera_at \'sessions\'' -a rm -d 'Delete a saved session.'
+complete -c mavera -n '__fish_mavera_at \'sessions\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'sessions list\'' -l json -d 'One JSON object per line (the default when piped).'
+complete -c mavera -n '__fish_mavera_at \'sessions list\'' -s q -l quiet -d 'No messages on stderr.'
+complete -c mavera -n '__fish_mavera_at \'sessions list\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
+complete -c mavera -n '__fish_mavera_at \'sessions list\'' -l no-color -d 'No colour (also NO_COLOR).'
+complete -c mavera -n '__fish_mavera_at \'sessions list\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'sessions show\'' -l json -d 'The stored session: its settings and items.'
+complete -c mavera -n '__fish_mavera_at \'sessions show\'' -s q -l quiet -d 'No messages on stderr.'
+complete -c mavera -n '__fish_mavera_at \'sessions show\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
+complete -c mavera -n '__fish_mavera_at \'sessions show\'' -l no-color -d 'No colour (also NO_COLOR).'
+complete -c mavera -n '__fish_mavera_at \'sessions show\'' -s h -l help -d 'Show this message and exit.'
+complete -c mavera -n '__fish_mavera_at \'sessions rm\'' -s q -l quiet -d 'No messages on stderr.'
+complete -c mavera -n '__fish_mavera_at \'sessions rm\'' -s v -l verbose -d 'Show request and response metadata on stderr (key redacted).'
+complete -c mavera -n '__fish_mavera_at \'sessions rm\'' -l no-color -d 'No colour (also NO_COLOR).'
+complete -c mavera -n '__fish_mavera_at \'sessions rm\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'config\'' -a show -d 'Print the resolved settings and where each came from.'
 complete -c mavera -n '__fish_mavera_at \'config\'' -s h -l help -d 'Show this message and exit.'
 complete -c mavera -n '__fish_mavera_at \'config show\'' -l json -d 'One JSON object: {name: {value, source}}.'

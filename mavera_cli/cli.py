@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from mavera_cli import __version__
-from mavera_cli.commands import batch, inspect, requests, service
+from mavera_cli.commands import batch, conversation, inspect, requests, service
 from mavera_cli.errors import EXIT_CODE_MEANINGS
 from mavera_cli.typer_options import UsageLineCommand
 
@@ -59,6 +59,11 @@ app.command(cls=UsageLineCommand)(inspect.inspect)
 app.command("json", cls=UsageLineCommand)(requests.json_command)
 app.command("tools", cls=UsageLineCommand)(requests.tools_command)
 app.command(cls=UsageLineCommand)(batch.batch)
+app.command(cls=UsageLineCommand)(conversation.chat)
+app.add_typer(conversation.sessions_app, name="sessions")
+conversation.sessions_app.command("list", cls=UsageLineCommand)(conversation.sessions_list)
+conversation.sessions_app.command("show", cls=UsageLineCommand)(conversation.sessions_show)
+conversation.sessions_app.command("rm", cls=UsageLineCommand)(conversation.sessions_rm)
 app.command(cls=UsageLineCommand)(service.completion)
 
 config_app = typer.Typer(

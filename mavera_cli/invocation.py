@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 from mavera_cli.capture import CaptureWriter
@@ -21,7 +21,7 @@ from mavera_cli.client import MaveraClient
 from mavera_cli.config import Settings, resolve_settings
 from mavera_cli.core import OutputParser, call_with_retries, run_stream, time_limit
 from mavera_cli.errors import MaveraError, OutputFailedError
-from mavera_cli.events import ResponseAccumulator
+from mavera_cli.events import ResponseAccumulator, response_outcome_error
 from mavera_cli.observe import ObserverGroup, StreamObserver
 from mavera_cli.options import DiagnosticOptions, RequestOptions
 from mavera_cli.render import OutputSink, Renderer
@@ -29,6 +29,9 @@ from mavera_cli.render.usage import UsageMeter, UsageTap
 from mavera_cli.reporting import Reporter
 from mavera_cli.terminal import Terminal
 from mavera_cli.timing import TimingRecorder
+
+if TYPE_CHECKING:
+    from mavera_cli.conversation import Conversation
 
 T = TypeVar("T")
 
@@ -60,6 +63,8 @@ class Invocation:
     # --trace / --timing: told of every request, read and event (None: nothing to tell).
     observer: StreamObserver | None = None
     timing: TimingRecorder | None = None
+    # --session / -c: the history requests continue, told of each completed response.
+    conversation: Conversation | None = None
 
     def show(self, renderer: Renderer) -> Renderer:
         """Make `renderer` the product's; the boundary tells it of any failure from now on."""
@@ -125,11 +130,18 @@ class Connection:
         checks a `json` answer whatever the renderer."""
         inv = self.invocation
         capture = self._capture()
-        tapped = UsageTap(renderer, inv.usage) if inv.opts.usage else renderer
+        conversation = inv.conversation
+        payload = self._continued(payload)
+        tapped: Renderer = renderer
+        if inv.opts.usage or conversation is not None:
+            # The tap keeps the final event whole: its usage, and its output items.
+            tapped = UsageTap(renderer, inv.usage)
+        if conversation is not None:
+            tapped.needs_text = True  # for a server whose final event lists no output
         # The spinner runs until the first byte arrives, and never outlives this call.
         with self.spinner() as spinner:
             try:
-                return run_stream(
+                accumulator = run_stream(
                     lambda: self.client.open_stream(payload, inv.observer),
                     tapped,
                     retries=self.settings.retries,
@@ -141,11 +153,16 @@ class Connection:
                 )
             finally:
                 renderer.close()  # also for Ctrl-C or a closed pipe: no preview outlives it
+        if conversation is not None:
+            conversation.completed(accumulator.response, accumulator)
+        return accumulator
 
     def create(self, payload: dict[str, Any]) -> dict[str, Any]:
         """One non-streamed response (`ask`), counted for --usage; --save-raw keeps its body."""
         capture = self._capture()
         observer = self.invocation.observer
+        conversation = self.invocation.conversation
+        payload = self._continued(payload)
 
         def attempt() -> dict[str, Any]:
             if capture is None:
@@ -160,7 +177,17 @@ class Connection:
 
         response = self.call(attempt)
         self.invocation.usage.add(response)
+        if conversation is not None and response_outcome_error(response) is None:
+            conversation.completed(response, None)
         return response
+
+    def _continued(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The body with the session's history (--session, -c) or --previous-response-id."""
+        conversation = self.invocation.conversation
+        if conversation is not None:
+            return conversation.prepare(payload)
+        previous = self.invocation.opts.previous_response_id
+        return {**payload, "previous_response_id": previous} if previous else payload
 
     def _capture(self) -> CaptureWriter | None:
         save_raw = self.invocation.opts.save_raw
@@ -201,7 +228,14 @@ def invocation(
     if ndjson:
         reporter.ndjson_stdout = stdout
     environ = dict(os.environ)
-    settings = resolve_settings(opts.setting_flags(), environ)
+    conversation = open_conversation(opts, environ)
+    flags = opts.setting_flags()
+    if conversation is None:
+        settings = resolve_settings(flags, environ)
+    else:
+        settings = conversation.resolved(
+            resolve_settings(conversation.setting_flags(flags), environ), flags
+        )
     terminal = open_terminal(reporter, opts, settings.api_key)
     for warning in settings.warnings:
         terminal.warn(warning)
@@ -209,12 +243,23 @@ def invocation(
         settings, terminal, OutputSink(stdout, settings.api_key), stdout, reporter, opts, environ
     )
     inv.observer, inv.timing = watchers(opts, settings.api_key)
+    inv.conversation = conversation
     # Leaving the sink writes what it held back (a tail that might have begun the key).
     with inv.sink:
         try:
             yield inv
         except BaseException as error:
-            inv.close(error)  # the trace's last line says how it ended; the error goes on
+            try:
+                if inv.conversation is not None:
+                    inv.conversation.abandon()  # a failed turn never changes the history
+            finally:
+                inv.close(error)  # the trace's last line says how it ended; the error goes on
+            raise
+        try:
+            if inv.conversation is not None:
+                inv.conversation.commit(inv.settings)
+        except BaseException as error:
+            inv.close(error)
             raise
         inv.close()
 
@@ -234,6 +279,15 @@ def watchers(
     if not observers:
         return None, None
     return (observers[0] if len(observers) == 1 else ObserverGroup(observers)), timing
+
+
+def open_conversation(opts: RequestOptions, environ: dict[str, str]) -> Conversation | None:
+    """The session `--session NAME` or `-c` continues, or None (no session files are read)."""
+    if opts.session is None and not opts.continue_last:
+        return None
+    from mavera_cli.conversation import Conversation
+
+    return Conversation.open(opts.session, opts.continue_last, environ, opts.previous_response_id)
 
 
 def open_terminal(reporter: Reporter, diag: DiagnosticOptions, secret: str | None) -> Terminal:

@@ -36,6 +36,11 @@ class RequestOptions(DiagnosticOptions):
     usage: bool = False
     trace: str | None = None
     timing: bool = False
+    # Conversations and markdown (issue 14).
+    session: str | None = None
+    continue_last: bool = False
+    previous_response_id: str | None = None
+    raw: bool = False
 
     def setting_flags(self) -> dict[str, Any]:
         """The flags that take part in settings resolution (flag > env > config > default)."""

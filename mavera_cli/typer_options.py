@@ -195,6 +195,45 @@ _REQUEST_PARAMETERS = [
         "delta, total, rates, the longest gap (not with -q).",
         panel=OUTPUT_PANEL,
     ),
+    # Conversations and markdown (issue 14).
+    _option(
+        "session",
+        str | None,
+        None,
+        "--session",
+        metavar="NAME",
+        help="Continue conversation NAME (created on its first completed turn): earlier "
+        "turns go into the input; only a completed response is kept. A NAME with / is a path.",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "continue_last",
+        bool,
+        False,
+        "-c",
+        "--continue",
+        help="Continue the most recently used session.",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "previous_response_id",
+        str | None,
+        None,
+        "--previous-response-id",
+        metavar="ID",
+        help="Send previous_response_id (server-side conversation state, where supported); "
+        "with --session only this turn's input is sent.",
+        panel=REQUEST_PANEL,
+    ),
+    _option(
+        "raw",
+        bool,
+        False,
+        "--raw",
+        help="On a terminal, print the plain text instead of rendered markdown "
+        "[env MAVERA_RAW=1; TERM=dumb].",
+        panel=OUTPUT_PANEL,
+    ),
 ]
 
 

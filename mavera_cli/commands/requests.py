@@ -41,13 +41,22 @@ def stream(
     """
     from mavera_cli.invocation import invocation
     from mavera_cli.payload import build_payload
-    from mavera_cli.render.choose import OutputMode, renderer_for
+    from mavera_cli.render.choose import OutputMode, renderer_for, text_renderer
 
     with invocation(reporter_of(ctx), opts, ndjson=events) as inv:
-        mode = OutputMode.events if events else OutputMode.text
-        renderer = inv.show(
-            renderer_for(mode, inv.sink, inv.terminal, final_newline=not opts.no_newline)
-        )
+        if events:
+            renderer = renderer_for(OutputMode.events, inv.sink, inv.terminal)
+        else:  # markdown on a terminal, the plain text anywhere else
+            renderer = text_renderer(
+                inv.sink,
+                inv.stdout,
+                raw=opts.raw,
+                environ=inv.environ,
+                no_color=opts.no_color,
+                secret=inv.settings.api_key,
+                final_newline=not opts.no_newline,
+            )
+        inv.show(renderer)
         prompt = inv.read_prompt(words or [])
         with inv.connect() as api:
             api.stream(build_payload(api.settings, prompt, stream=True), renderer)
@@ -72,9 +81,10 @@ def ask(
       mavera ask -f report.md "list the three biggest risks"
       mavera ask --json "hi" | jq .usage
     """
-    from mavera_cli.events import response_outcome_error
+    from mavera_cli.events import ResponseAccumulator, response_outcome_error, response_text
     from mavera_cli.invocation import invocation
     from mavera_cli.payload import build_payload
+    from mavera_cli.render.choose import markdown_wanted, text_renderer
     from mavera_cli.render.response import write_response
 
     with invocation(reporter_of(ctx), opts) as inv:
@@ -82,7 +92,21 @@ def ask(
         with inv.connect() as api:
             payload = build_payload(api.settings, prompt, stream=False)
             response = api.create(payload)
-        write_response(response, inv.sink, as_json=json_output, final_newline=not opts.no_newline)
+        if not json_output and markdown_wanted(inv.stdout, raw=opts.raw, environ=inv.environ):
+            renderer = text_renderer(
+                inv.sink,
+                inv.stdout,
+                raw=opts.raw,
+                environ=inv.environ,
+                no_color=opts.no_color,
+                secret=inv.settings.api_key,
+            )
+            renderer.write_text(response_text(response))
+            renderer.finish(ResponseAccumulator())
+        else:
+            write_response(
+                response, inv.sink, as_json=json_output, final_newline=not opts.no_newline
+            )
         error = response_outcome_error(response)
         if error is not None:
             raise error

@@ -1,7 +1,9 @@
 """Deterministic answers of the fake server, decided from the request body alone.
 
 - text: `You said: <text>`, where <text> is a string `input` as is, or the text of the last
-  user message of an `input` list (its text parts joined by newlines);
+  user message of an `input` list (its text parts joined by newlines); when `input` holds
+  earlier user messages (a conversation), the text ends with
+  ` [turn N; M input items; earlier: "first" / "second"]`;
 - after tool results (`function_call_output` items after the last user message): one line
   `Tool <name> returned: <output>` per result (<name> from the matching `function_call`
   item, else the call_id; a non-string output is shown as JSON);
@@ -68,7 +70,7 @@ def answer(request: Mapping[str, Any]) -> Answer:
     elif kind in ("json_schema", "json_object"):
         text = json.dumps({"echo": said}, ensure_ascii=False)
     else:
-        text = said if results else ECHO_PREFIX + said
+        text = (said if results else ECHO_PREFIX + said) + _turn_note(items)
         return TextAnswer(text, split_words(text))
     return TextAnswer(text, split_chunks(text))
 
@@ -137,6 +139,20 @@ def _content_text(content: Any) -> str:
         if isinstance(part, Mapping) and isinstance(part.get("text"), str)
     ]
     return "\n".join(texts)
+
+
+def _turn_note(items: list[Any]) -> str:
+    """For a conversation (an earlier user message in `input`): which turn this is and what
+    came before, so a test sees the history arrive; nothing for a first turn."""
+    users = [
+        _content_text(item.get("content"))
+        for item in items
+        if isinstance(item, Mapping) and item.get("role") == "user"
+    ]
+    if len(users) < 2:
+        return ""
+    earlier = " / ".join(json.dumps(text, ensure_ascii=False) for text in users[:-1])
+    return f" [turn {len(users)}; {len(items)} input items; earlier: {earlier}]"
 
 
 def _tool_report(items: list[Any], results: list[Any]) -> str:

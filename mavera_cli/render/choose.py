@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING, BinaryIO
 
 from mavera_cli.render import OutputSink, Renderer
 from mavera_cli.terminal import Terminal
+
+if TYPE_CHECKING:
+    from mavera_cli.render.text import TextRenderer
 
 
 class OutputMode(StrEnum):
@@ -56,3 +61,48 @@ def renderer_for(
 
         renderer = ToolRoundRenderer(renderer, terminal)
     return renderer
+
+
+def markdown_wanted(stdout: BinaryIO, *, raw: bool, environ: Mapping[str, str]) -> bool:
+    """Rendered markdown only for stdout on a terminal, unless --raw, MAVERA_RAW=1 or TERM=dumb:
+    a pipe or a file always gets the plain text, byte for byte."""
+    if raw or environ.get("MAVERA_RAW") == "1" or environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stdout.isatty()
+    except (ValueError, AttributeError):
+        return False
+
+
+def text_renderer(
+    sink: OutputSink,
+    stdout: BinaryIO,
+    *,
+    raw: bool,
+    environ: Mapping[str, str],
+    no_color: bool = False,
+    secret: str | None = None,
+    final_newline: bool = True,
+) -> TextRenderer:
+    """Text mode's renderer: markdown drawn on a terminal, else the plain text."""
+    if not markdown_wanted(stdout, raw=raw, environ=environ):
+        from mavera_cli.render.text import TextRenderer
+
+        return TextRenderer(sink, final_newline=final_newline)
+    import os
+
+    from mavera_cli.render.markdown import MarkdownRenderer
+    from mavera_cli.terminal import color_enabled
+
+    try:
+        size = os.get_terminal_size(stdout.fileno())
+        width, height = size.columns, size.lines
+    except (OSError, ValueError):
+        width, height = 80, 24
+    return MarkdownRenderer(
+        sink,
+        width=width,
+        height=height,
+        color=color_enabled(no_color=no_color, is_tty=True, environ=environ),
+        secret=secret,
+    )

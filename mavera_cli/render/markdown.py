@@ -1,0 +1,265 @@
+"""Markdown on a terminal, as it streams: finished blocks rendered once, the growing one shown
+as plain text until it is finished.
+
+Block boundaries are decided on the plain text, line by line: a blank line outside a fenced
+code block, a closed fence, a heading line. A finished block is rendered with rich's Markdown
+to the terminal's width and written once: nothing committed is ever redrawn, so an answer
+longer than the screen scrolls like any output. The block still growing is drawn below it,
+dimmed, as its last few rows only (each row cut to the width, so the region's height is
+known); it is erased and redrawn at most `REDRAW_INTERVAL` apart, and erased for good when the
+block is committed. The work per redraw is bounded by the region's size, whatever the length
+of the answer; rich renders each block once.
+
+Only for stdout on a terminal (`render/choose.py` decides); a pipe always gets the plain text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from io import StringIO
+from typing import Any
+
+from mavera_cli.errors import MaveraError
+from mavera_cli.events import TEXT_DELTA, ResponseAccumulator, ResponseEvent
+from mavera_cli.printable import terminal_safe
+from mavera_cli.redact import Redactor
+from mavera_cli.render import OutputSink
+from mavera_cli.render.text import TextRenderer
+
+# At most this many redraws of the growing block per second (each costs O(region), not O(answer)).
+REDRAW_INTERVAL = 0.05
+# The growing block shows at most this many rows (fewer on a short terminal).
+TAIL_ROWS = 6
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+_HEADING = re.compile(r" {0,3}#{1,6}(?:\s|$)")
+_DIM = "\x1b[2m"
+_RESET = "\x1b[0m"
+_ERASE_DOWN = "\x1b[J"
+
+
+class BlockSplitter:
+    """Cuts streamed text into finished markdown blocks; the rest is the growing block.
+
+    `feed` takes text in any pieces and calls `on_block` with each block as it finishes.
+    Only complete lines are examined, each once; the unfinished last line is kept as pieces.
+    """
+
+    def __init__(self, on_block: Callable[[str], None]) -> None:
+        self._on_block = on_block
+        self._block: list[str] = []  # complete lines of the growing block
+        self._partial: list[str] = []  # pieces of its unfinished last line
+        self._fence: str | None = None  # the open fence's marker (``` or ~~~, its length)
+
+    def feed(self, text: str) -> None:
+        if "\n" not in text:
+            self._partial.append(text)
+            return
+        self._partial.append(text)
+        lines = "".join(self._partial).split("\n")
+        rest = lines.pop()  # the unfinished last line ("" after a newline)
+        self._partial = [rest] if rest else []
+        for line in lines:
+            self._line(line)
+
+    def end(self) -> None:
+        """The text is complete: whatever is left is a finished block."""
+        if self._partial:
+            self._block.append("".join(self._partial))
+            self._partial = []
+        self._fence = None
+        self._commit()
+
+    def growing_lines(self, rows: int, width: int) -> list[str]:
+        """The last lines of the growing block (at least enough for `rows` rows of `width`)."""
+        lines = self._block[-rows:]
+        budget = rows * max(width, 1)
+        tail: list[str] = []
+        size = 0
+        for piece in reversed(self._partial):  # an unfinished line can be very long
+            tail.append(piece)
+            size += len(piece)
+            if size >= budget:
+                break
+        if self._partial:
+            partial = "".join(reversed(tail))
+            lines = [*lines, partial[-budget:]]
+        return lines
+
+    @property
+    def growing(self) -> bool:
+        return bool(self._block or self._partial)
+
+    def _line(self, line: str) -> None:
+        fence = self._fence
+        if fence is not None:
+            self._block.append(line)
+            match = _FENCE.match(line)
+            closes = match is not None and not line[match.end() :].strip()
+            if (
+                closes
+                and match
+                and match.group(1)[0] == fence[0]
+                and len(match.group(1)) >= len(fence)
+            ):
+                self._fence = None
+                self._commit()
+            return
+        match = _FENCE.match(line)
+        if match:
+            self._commit()  # a fence interrupts a paragraph
+            self._fence = match.group(1)
+            self._block.append(line)
+            return
+        if not line.strip():
+            self._commit()
+            return
+        if _HEADING.match(line):
+            self._commit()
+            self._block.append(line)
+            self._commit()
+            return
+        self._block.append(line)
+
+    def _commit(self) -> None:
+        if self._block:
+            block, self._block = "\n".join(self._block), []
+            self._on_block(block)
+
+
+class MarkdownRenderer(TextRenderer):
+    """Text mode for a terminal: the same deltas, drawn as rendered markdown."""
+
+    def __init__(
+        self,
+        sink: OutputSink,
+        *,
+        width: int,
+        height: int,
+        color: bool = True,
+        secret: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(sink, final_newline=False)
+        self._width = max(width, 20)
+        self._rows = max(1, min(TAIL_ROWS, height - 2))
+        self._color = color
+        self._redactor = Redactor(secret)
+        self._clock = clock
+        self._splitter = BlockSplitter(self._commit_block)
+        self._drawn_rows = 0  # rows of the growing block on screen now
+        self._blocks = 0
+        self._last_draw = 0.0
+        self._console_buffer = StringIO()
+        self._console = self._make_console()
+
+    def _make_console(self) -> Any:
+        from rich.console import Console
+
+        return Console(
+            file=self._console_buffer,
+            force_terminal=True,
+            width=self._width,
+            no_color=not self._color,
+            color_system="truecolor" if self._color else None,
+            highlight=False,
+            emoji=False,
+        )
+
+    def start(self, accumulator: ResponseAccumulator) -> None:
+        self._splitter = BlockSplitter(self._commit_block)
+        self._blocks = 0
+
+    def on_event(self, event: ResponseEvent) -> None:
+        if event.type == TEXT_DELTA:
+            delta = event.data.get("delta")
+            if isinstance(delta, str):
+                self._pending.append(delta)
+
+    def write_text(self, text: str) -> None:
+        self._pending.append(text)
+        self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._splitter.feed(text)
+        now = self._clock()
+        if now - self._last_draw >= REDRAW_INTERVAL:
+            self._last_draw = now
+            self._draw_growing()
+
+    def finish(self, accumulator: ResponseAccumulator) -> None:
+        self._end()
+
+    def _fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
+        self._end()  # what arrived stays on screen, rendered
+
+    def _end(self) -> None:
+        self.flush()
+        self._splitter.end()
+        self._erase_growing()
+        self._sink.end()
+
+    # --- drawing ---
+
+    def _commit_block(self, block: str) -> None:
+        from rich.markdown import Markdown
+
+        source = self._redactor.text(_safe_source(block))
+        buffer = self._console_buffer
+        buffer.seek(0)
+        buffer.truncate()
+        self._console.print(Markdown(source, code_theme="monokai", hyperlinks=False))
+        rendered = buffer.getvalue()
+        out = self._erase_sequence() + ("\n" if self._blocks else "") + rendered
+        self._blocks += 1
+        self._sink.write(out.encode("utf-8", "surrogatepass"))
+        self._last_draw = 0.0  # the growing block below is drawn again at the next flush
+
+    def _draw_growing(self) -> None:
+        if not self._splitter.growing:
+            return
+        rows = self._rows_of(self._splitter.growing_lines(self._rows, self._width))
+        body = "\n".join(rows)
+        styled = f"{_DIM}{body}{_RESET}" if self._color else body
+        prefix = "\n" if self._blocks and not self._drawn_rows else ""
+        out = self._erase_sequence() + prefix + styled
+        self._drawn_rows = len(rows) + (1 if prefix else 0)
+        self._sink.write(self._redactor.text(out).encode("utf-8", "surrogatepass"))
+
+    def _erase_growing(self) -> None:
+        erase = self._erase_sequence()
+        if erase:
+            self._sink.write(erase.encode())
+
+    def _erase_sequence(self) -> str:
+        """Back to the start of the growing block's region, erasing it (empty if none)."""
+        rows, self._drawn_rows = self._drawn_rows, 0
+        if not rows:
+            return ""
+        up = f"\x1b[{rows - 1}A" if rows > 1 else ""
+        return "\r" + up + _ERASE_DOWN
+
+    def _rows_of(self, lines: list[str]) -> list[str]:
+        """The last screen rows these lines fill, each at most width-1 cells (never wraps)."""
+        from rich.cells import cell_len, chop_cells
+
+        limit = self._width - 1
+        rows: list[str] = []
+        for line in lines:
+            line = terminal_safe(line.replace("\t", "    "))
+            if cell_len(line) <= limit:
+                rows.append(line)
+            else:
+                rows.extend(chop_cells(line, limit))
+        return rows[-self._rows :]
+
+
+def _safe_source(block: str) -> str:
+    """The block without escape sequences or control characters (line by line: terminal_safe
+    would join lines), tabs as four spaces."""
+    return "\n".join(terminal_safe(line.replace("\t", "    ")) for line in block.split("\n"))
