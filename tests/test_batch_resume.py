@@ -97,5 +97,10 @@ def test_ctrl_c_exits_130_with_every_finished_line_written(tmp_path: Path) -> No
     data = out.read_bytes()
     assert data.endswith(b"\n")
     lines = [json.loads(line) for line in data.splitlines()]
-    assert 8 <= len(lines) < 200 and all(line["exit_code"] == 0 for line in lines)
+    finished = [line for line in lines if line["exit_code"] == 0]
+    cut = [line for line in lines if line["exit_code"] != 0]
+    assert 8 <= len(finished) < 200
+    # Every started item has its line: those cut by Ctrl-C say so, and a re-run runs them.
+    assert all(line["exit_code"] == 130 and line["error"] == "interrupted" for line in cut)
+    assert len(cut) <= 4
     assert asked - len(lines) <= 4, "nothing new starts after Ctrl-C"

@@ -157,6 +157,7 @@ class ItemRenderer(Renderer):
         self.accumulator: ResponseAccumulator | None = None
         self.attempts = 0
         self.retried: MaveraError | None = None  # the failure the pending retry is for
+        self.sent = False  # a request went out: the item was started, it gets its line
 
     def start(self, accumulator: ResponseAccumulator) -> None:
         self.accumulator = accumulator
@@ -328,11 +329,17 @@ class BatchRun:
             if self.request.mode is ItemMode.tools:
                 tooling.check_arguments(accumulator.calls.values())
         except (InterruptedRun, Stopped):
-            if self.interrupted.is_set() or renderer.retried is None:
-                return None  # Ctrl-C, or never sent: not finished, a re-run runs it again
-            # A 401 stopped the batch while this item waited to retry: it was started, so it
-            # gets its line, with the failure it was waiting on.
-            error = renderer.retried
+            if self.interrupted.is_set():
+                if not renderer.sent:
+                    return None  # never sent: not started, a re-run runs it
+                # Started, then cut by Ctrl-C: its line says so (exit 130), a re-run runs it.
+                error = InterruptedRun()
+            elif renderer.retried is None:
+                return None  # stopped before it was sent: a re-run runs it
+            else:
+                # A 401 stopped the batch while this item waited to retry: it was started,
+                # so it gets its line, with the failure it was waiting on.
+                error = renderer.retried
         except AuthError as exc:
             error = exc
             with self._lock:
@@ -370,6 +377,7 @@ class BatchRun:
         renderer.check_deadline()
         with ExitStack() as stack:
             try:
+                renderer.sent = True
                 chunks = stack.enter_context(client.open_stream(payload))
             except (ConnectionFailedError, TimedOutError):
                 self.limiter.forget()  # no response, so no headers will tell of this one
