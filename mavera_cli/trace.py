@@ -185,9 +185,11 @@ class _LineWriter:
         if fd is None or self.error is not None:
             return
         try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view) :]
+            written = os.write(fd, line)
+            if written < len(line):  # a short write (a pipe, a full disk): the rest in turn
+                view = memoryview(line)[written:]
+                while view:
+                    view = view[os.write(fd, view) :]
         except OSError as exc:
             self.error = exc  # the writer tells it
 
@@ -223,15 +225,23 @@ def _create(path: str) -> int:
 
 
 def read_line(t: float, data: bytes) -> bytes:
-    """One `mavera.read` line: the chunk as text, or as base64 when it is not UTF-8."""
+    """One `mavera.read` line: the chunk as text, or as base64 when it is not UTF-8.
+
+    The whole line is one `orjson.dumps`, so each line is built in one copy (splicing an
+    escaped string into a `%` template copied it once more). Escaping is nearly all of the
+    cost: SSE's JSON has a quote every dozen bytes, and orjson escapes those faster than any
+    `bytes.replace` chain or `re` pass does (which are 2 to 10 times slower on such text).
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return b'{"type":"mavera.read","t":%s,"b64":"%s"}\n' % (
-            orjson.dumps(t),
-            base64.b64encode(data),
+        return orjson.dumps(
+            {"type": "mavera.read", "t": t, "b64": base64.b64encode(data).decode("ascii")},
+            option=orjson.OPT_APPEND_NEWLINE,
         )
-    return b'{"type":"mavera.read","t":%s,"data":%s}\n' % (orjson.dumps(t), orjson.dumps(text))
+    return orjson.dumps(
+        {"type": "mavera.read", "t": t, "data": text}, option=orjson.OPT_APPEND_NEWLINE
+    )
 
 
 # --- reading traces back (inspect, replay) --------------------------------------------------
