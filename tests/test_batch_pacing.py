@@ -160,9 +160,9 @@ def test_a_429_while_sliding_on_our_starts_widens_the_margin() -> None:
         clock.now = now
         return limiter
 
-    # Before: slid the same 1.05 s after it (to 1002.11); now twice the margin (1002.16).
-    assert blocks(refused_then(1002.13))
-    assert not blocks(refused_then(1002.17))
+    # Before: slid the same 1.03 s after it (to 1002.09); now twice the margin (1002.12).
+    assert blocks(refused_then(1002.105))
+    assert not blocks(refused_then(1002.13))
 
 
 def test_requests_of_others_on_the_key_shrink_our_share_of_the_window() -> None:
@@ -188,7 +188,37 @@ def test_429s_despite_a_wider_margin_give_up_the_whole_seconds() -> None:
         clock.now = now
         return limiter
 
-    # Before: still 1 s (and a margin of 0.2 s) after the last start, 1002.5; now the
+    # Before: still 1 s (and a margin of 0.12 s) after the last start, 1002.42; now the
     # bound Reset gave, 1.8 s and the margin.
     assert blocks(refused_twice_then(1002.7))
     assert not blocks(refused_twice_then(1003.35))
+
+
+def test_workers_in_line_sleep_until_their_own_slot() -> None:
+    """Five workers wait on a full window of 1 per 0.2 s: each is woken for its own slot,
+    not all of them for every slot (a herd that delays the one about to send)."""
+    looks = 0
+
+    def clock() -> float:
+        nonlocal looks
+        looks += 1
+        return time.time()
+
+    limiter = Limiter(clock=clock)
+    limiter.acquire()
+    limiter.observe(RateLimitHeaders(1, 0, time.time() + 0.2))
+    looks = 0
+    started: list[int] = []
+    workers = [
+        threading.Thread(target=lambda n=n: (limiter.acquire(), started.append(n)), daemon=True)
+        for n in range(5)
+    ]
+    for worker in workers:
+        worker.start()
+        time.sleep(0.01)  # in this order
+    for worker in workers:
+        worker.join(5)
+    assert started == [0, 1, 2, 3, 4]
+    # Each worker looks when it asks and when its slot is due (a few more for the clock's
+    # grain, or a turn taken a moment early); a herd looks 5 + 4 + 3 + 2 + 1 more times.
+    assert looks <= 16, looks
