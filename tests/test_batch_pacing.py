@@ -100,3 +100,125 @@ def test_a_retry_wait_ends_when_the_batch_stops() -> None:
     with pytest.raises(InterruptedRun):
         limiter.sleep(30)
     assert time.monotonic() - started < 2
+
+
+class Clock:
+    """A clock the test moves by hand (waits still time out in real time)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_answers_out_of_order_do_not_close_a_window_our_own_starts_leave_room_in() -> None:
+    clock = Clock(1000.0)
+    limiter = Limiter(clock=clock)
+    limiter.acquire()
+    limiter.observe(window(9, 1001.0))  # 10 per second, exactly
+    clock.now = 1000.1
+    for _ in range(5):
+        limiter.acquire()
+    # The last one's answer comes first: the server counted all six, 4 left. The four still
+    # in flight are already in that count, so taking them off again would say 0.
+    limiter.observe(window(4, 1001.0))
+    clock.now = 1000.2
+    assert not blocks(limiter)  # 7 of 10
+    for _ in range(3):
+        limiter.acquire()
+    assert blocks(limiter)  # 10 of 10 until the first leaves, at 1001 and a margin
+
+
+def test_whole_second_resets_are_taken_for_a_window_of_whole_seconds() -> None:
+    def two_starts_then(now: float) -> Limiter:
+        clock = Clock(1000.2)
+        limiter = Limiter(clock=clock)
+        limiter.acquire()
+        # 2 per second; the first leaves at 1001.2, which Mavera rounds up to 1002.
+        limiter.observe(RateLimitHeaders(2, 1, 1002.0))
+        limiter.acquire()
+        clock.now = now
+        return limiter
+
+    assert blocks(two_starts_then(1001.15))  # never before the first leaves a 1 s window
+    # Before: the window was taken to last 1.8 s (the bound 1002 gives), so nothing until
+    # 1002, where a 1 s window has had room since 1001.2.
+    assert not blocks(two_starts_then(1001.3))
+
+
+def test_a_429_while_sliding_on_our_starts_widens_the_margin() -> None:
+    def refused_then(now: float) -> Limiter:
+        clock = Clock(1000.0)
+        limiter = Limiter(clock=clock)
+        limiter.acquire()
+        limiter.observe(RateLimitHeaders(1, 0, 1001.0))  # 1 per second, exactly
+        clock.now = 1001.06
+        limiter.acquire()
+        # It reached the server before the first left it (threads ran late): 429.
+        limiter.observe(RateLimitHeaders(1, 0, 1001.0, retry_after=0.01))
+        clock.now = now
+        return limiter
+
+    # Before: slid the same 1.03 s after it (to 1002.09); now twice the margin (1002.12).
+    assert blocks(refused_then(1002.105))
+    assert not blocks(refused_then(1002.13))
+
+
+def test_requests_of_others_on_the_key_shrink_our_share_of_the_window() -> None:
+    clock = Clock(1000.0)
+    limiter = Limiter(clock=clock)
+    limiter.acquire()
+    limiter.observe(window(5, 1001.0))  # the server counts 5: ours and 4 of someone else's
+    for _ in range(5):
+        limiter.acquire()
+    assert blocks(limiter)  # 6 of ours and their 4 fill it
+
+
+def test_429s_despite_a_wider_margin_give_up_the_whole_seconds() -> None:
+    def refused_twice_then(now: float) -> Limiter:
+        clock = Clock(1000.2)
+        limiter = Limiter(clock=clock)
+        limiter.acquire()
+        limiter.observe(RateLimitHeaders(1, 0, 1002.0))  # taken for 1 s, bounded by 1.8 s
+        clock.now = 1001.3
+        limiter.acquire()
+        for _ in range(2):  # the window lasts longer than 1 s after all (say 1.5 s)
+            limiter.observe(RateLimitHeaders(1, 0, 1002.0, retry_after=0.01))
+        clock.now = now
+        return limiter
+
+    # Before: still 1 s (and a margin of 0.12 s) after the last start, 1002.42; now the
+    # bound Reset gave, 1.8 s and the margin.
+    assert blocks(refused_twice_then(1002.7))
+    assert not blocks(refused_twice_then(1003.35))
+
+
+def test_workers_in_line_sleep_until_their_own_slot() -> None:
+    """Five workers wait on a full window of 1 per 0.2 s: each is woken for its own slot,
+    not all of them for every slot (a herd that delays the one about to send)."""
+    looks = 0
+
+    def clock() -> float:
+        nonlocal looks
+        looks += 1
+        return time.time()
+
+    limiter = Limiter(clock=clock)
+    limiter.acquire()
+    limiter.observe(RateLimitHeaders(1, 0, time.time() + 0.2))
+    looks = 0
+    started: list[int] = []
+    workers = [
+        threading.Thread(target=lambda n=n: (limiter.acquire(), started.append(n)), daemon=True)
+        for n in range(5)
+    ]
+    for worker in workers:
+        worker.start()
+        time.sleep(0.01)  # in this order
+    for worker in workers:
+        worker.join(5)
+    assert started == [0, 1, 2, 3, 4]
+    # Each worker looks when it asks and when its slot is due (a few more for the clock's
+    # grain, or a turn taken a moment early); a herd looks 5 + 4 + 3 + 2 + 1 more times.
+    assert looks <= 16, looks

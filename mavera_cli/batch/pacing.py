@@ -1,20 +1,24 @@
 """`batch` pacing: one limiter shared by every worker, fed by every response's headers.
 
-It never starts a request the server's window cannot take: it counts the starts the last
-`X-RateLimit-Remaining` did not see yet, and once they use it up it slides the window itself
-over its own start times (the limit from `X-RateLimit-Limit`, the window's length learned
-from `X-RateLimit-Reset`), or, before it knows them, waits for Reset and lets one request
-through to learn the window anew (the very first request goes alone, for the same reason).
-A 429 pauses every worker for its Retry-After. `--rpm N` spaces starts 60/N s apart. Every
-wait ends early when the batch stops (Ctrl-C, a 401), so no thread outlives the run by more
-than a poll.
+It never starts a request the server's window cannot take. Once it knows the window's limit
+(`X-RateLimit-Limit`) and length (learned from `X-RateLimit-Reset`), it slides the window
+itself over its own start times, a small margin later than the server's, so each request
+starts as soon as the one a window before it has left the server's window; what the server
+counts beyond our own starts (another process on the key) shrinks our share. A Reset in
+whole seconds (as Mavera sends it) bounds the length only to within a second, so such a
+window is taken to last whole seconds until 429s say otherwise. Before it knows the window
+(or when others fill it), it counts the starts the last `X-RateLimit-Remaining` did not see
+yet, waits for Reset and lets one request through to learn the window anew (the very first
+request goes alone, for the same reason). A 429 pauses every worker for its Retry-After and
+widens the margin. `--rpm N` spaces starts 60/N s apart. Every wait ends early when the
+batch stops (Ctrl-C, a 401), so no thread outlives the run by more than a poll.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from bisect import bisect_right
 from collections.abc import Callable
 
 from mavera_cli.client import RateLimitHeaders
@@ -22,9 +26,21 @@ from mavera_cli.errors import InterruptedRun
 
 # How often a waiting worker looks at the stop flag (Ctrl-C must not wait a whole pause).
 _POLL_SECONDS = 0.1
-# A request reaches the server a little after we start it, so it also leaves the server's
-# window a little later than ours: slide ours this much later.
+# A request reaches the server a little after we start it, and some a little later than
+# others (threads wait their turn): slide our window this much later than the learned length.
+# (On 2 busy cores, 32 workers in line for their slots: 0.02 s drew a 429 in 2 of 6
+# 600-request runs, each pausing everyone for a whole-second Retry-After; 0.03 s none in 6.)
 _MARGIN_SECONDS = 0.03
+# A 429 while sliding on our own starts says the margin was too thin for this machine's
+# jitter: it doubles, up to this.
+_MAX_MARGIN_SECONDS = 0.24
+# Requests reach the server up to this much out of the order we started them: learning the
+# window's length from a start that may not be the server's oldest only loosens the bound,
+# while missing the server's oldest would make it too tight.
+_REORDER_SECONDS = 0.25
+# A worker whose slot is due but who is not first in line looks again this soon (the one
+# before it notifies as it goes).
+_TURN_SECONDS = 0.005
 
 
 class Stopped(Exception):
@@ -45,53 +61,91 @@ class Limiter:
         self._stop = False
         self._next_start = 0.0  # --rpm: the earliest the next request may start
         self._paused_until = 0.0  # a 429's Retry-After, for everyone
-        # The window as the last response told it, less the starts it has not seen.
+        # The window as the last response told it, less the starts it has not seen: what
+        # paces before the window's limit and length are known (or when others fill it).
         self._remaining: int | None = None
         self._reset = 0.0
         self._unseen = 0  # requests started whose response headers have not arrived
         # Until the first response tells the window, one request at a time: a burst of -j
         # into a window that may be nearly full would come back 429.
         self._learned = False
-        # Our own starts, to slide the window locally once the server says it is full: the
-        # window's length is learned from Reset (see observe), the limit from Limit.
-        self._starts: deque[float] = deque()
+        # Our own starts, oldest first, to slide the window locally: the limit comes from
+        # Limit, the length from Reset (see _learn_length). Kept a while past the window,
+        # so a late response can still be set against the starts it saw.
+        self._starts: list[float] = []
         self._limit: int | None = None
-        self._length: float | None = None
-        # Whether our own starts alone filled the window when its count ran out: only then
-        # does sliding it over them say when there is room (others may share the key).
-        self._full_by_us = False
+        self._length: float | None = None  # the least upper bound Reset gave
+        # Reset in whole seconds (as Mavera sends it) bounds the length only to within a
+        # second; such a window is taken to last whole seconds, until a 429 says otherwise.
+        self._whole_resets = True
+        self._assume_whole = True
+        self._margin = _MARGIN_SECONDS
+        # Requests in the server's window that are not ours (another process on the key),
+        # as the latest response (by its start) counted them.
+        self._foreign = 0
+        self._foreign_at = 0.0
+        # Each worker's latest start: its response's headers are set against the starts
+        # before it (the runner observes a response on the thread that started it).
+        self._mine = threading.local()
+        self._tickets = 0
+        self._queue: list[int] = []  # the tickets of the workers waiting to start, in order
         self.pauses = 0
 
     def acquire(self) -> None:
         """Wait until a request may start, and count it; raise Stopped if the batch ends."""
         with self._cond:
-            while True:
-                if self._stop:
-                    raise Stopped()
-                now = self._clock()
-                wait = max(self._paused_until - now, self._next_start - now, self._window_wait(now))
-                if wait <= 0:
-                    break
-                self._cond.wait(min(wait, _POLL_SECONDS))
+            # Workers start in the order they asked, each sleeping until its own slot in
+            # the window is due: not all of them woken for every slot, to race for it.
+            ticket = self._tickets
+            self._tickets += 1
+            self._queue.append(ticket)
+            try:
+                while True:
+                    if self._stop:
+                        raise Stopped()
+                    now = self._clock()
+                    ahead = self._queue.index(ticket)
+                    wait = max(
+                        self._paused_until - now,
+                        self._next_start - now,
+                        self._window_wait(now, ahead),
+                    )
+                    if wait <= 0 and ahead == 0:
+                        break
+                    # The whole wait: stop(), and any answer that may let a worker start
+                    # sooner, wake it (polling would wake every waiting worker ten times
+                    # a second, the herd the line is there to avoid).
+                    self._cond.wait(wait if wait > 0 else _TURN_SECONDS)
+            finally:
+                self._queue.remove(ticket)
             self._next_start = max(now, self._next_start) + self._interval
             self._starts.append(now)
+            if self._queue and self._next_in_line_may_go(now):
+                self._cond.notify_all()
+            self._mine.start = now
             self._unseen += 1
             if self._remaining is not None:
                 self._remaining -= 1
-                if self._remaining <= 0:
-                    self._note_full(now)
 
-    def _window_wait(self, now: float) -> float:
+    def _next_in_line_may_go(self, now: float) -> bool:
+        """Whether to wake the waiting workers now; when sliding on our own starts, the next
+        in line already sleeps until its slot is due, unless there is room now."""
+        span = self._span()
+        if span is None or self._limit is None or self._limit <= self._foreign:
+            return True
+        allowed = self._limit - self._foreign
+        return max(self._paused_until, self._next_start) <= now and (
+            self._local_wait(now, span, allowed) <= 0
+        )
+
+    def _window_wait(self, now: float, ahead: int = 0) -> float:
         if not self._learned and self._unseen > 0:
             return _POLL_SECONDS  # woken by observe()/forget()
-        local = self._local_wait(now)
-        if local is not None and local > 0:
-            return local  # our own starts fill the window: wait for the oldest to leave it
+        span = self._span()
+        if span is not None and self._limit is not None and self._limit > self._foreign:
+            # Our own starts, slid over the learned window, say when there is room.
+            return self._local_wait(now, span, self._limit - self._foreign, ahead)
         if self._remaining is None or self._remaining > 0:
-            return 0.0
-        if local is not None and self._full_by_us:
-            # The count ran out on our own starts, and the oldest of them left the window
-            # since: there is room (no need to wait for Reset and probe).
             return 0.0
         if now < self._reset:
             return self._reset - now
@@ -99,57 +153,110 @@ class Limiter:
         self._remaining = 1 if self._unseen == 0 else 0
         return 0.0 if self._remaining else _POLL_SECONDS
 
-    def _local_wait(self, now: float) -> float | None:
-        """How long until our own starts leave room in the window (0: room now); None while
-        the window's limit or length is unknown."""
-        if self._limit is None or self._length is None:
+    def _span(self) -> float | None:
+        """How long one of our starts counts in the server's window; None while unknown."""
+        if self._length is None:
             return None
-        span = self._length + _MARGIN_SECONDS
+        length = self._length
+        if self._whole_resets and self._assume_whole and length >= 1:
+            # Reset was rounded up to a whole second, so the bound exceeds the length by
+            # up to a second: a window of whole seconds is the largest whole number in it.
+            length = float(int(length))
+        return length + self._margin
+
+    def _local_wait(self, now: float, span: float, allowed: int, ahead: int = 0) -> float:
+        """How long until our own starts in the last `span` leave room for one more after
+        the `ahead` workers waiting before it."""
         starts = self._starts
-        while starts and starts[0] <= now - span:
-            starts.popleft()
-        if len(starts) < self._limit:
+        # Forget starts long gone (amortised: not on every call).
+        if len(starts) > 4 * allowed and starts[len(starts) // 2] <= now - 2 * span:
+            del starts[: bisect_right(starts, now - 2 * span)]
+        inside = len(starts) - bisect_right(starts, now - span)
+        if inside + ahead < allowed:
             return 0.0
-        return starts[len(starts) - self._limit] + span - now
+        slot = len(starts) - allowed + ahead
+        # A slot after starts not made yet: each of those comes a span after the one
+        # `allowed` before it, at the earliest.
+        later = 0 if slot < len(starts) else (slot - len(starts)) // allowed + 1
+        if slot - later * allowed < 0:
+            return later * span  # the first of those may start now
+        return starts[slot - later * allowed] + (later + 1) * span - now
 
-    def _note_full(self, now: float) -> None:
-        self._full_by_us = self._local_wait(now) not in (None, 0.0)
-
-    def _learn_length(self, reset: float) -> None:
+    def _learn_length(self, reset: float, now: float) -> None:
         """The window's length, from above: Reset is when the oldest request the server still
-        counts leaves it, and that request started no earlier than our oldest start still
-        held; so Reset minus that start bounds the length, and the least bound is kept."""
-        if not self._starts:
+        counts leaves it, and that request started no earlier than our oldest start that may
+        still be in the window; so Reset minus that start bounds the length, and the least
+        bound is kept."""
+        if not reset.is_integer():
+            self._whole_resets = False
+        oldest = 0
+        if self._length is not None:
+            # The server counted this response's request when it reached it, after we
+            # started it: nothing started a window (the bound known so far, never the
+            # assumed whole seconds) before that can be in its count. (Not a window before
+            # now: the response comes a think time after the server counted it.)
+            mine: float | None = getattr(self._mine, "start", None)
+            seen = now if mine is None else mine
+            oldest = bisect_right(self._starts, seen - self._length - _REORDER_SECONDS)
+        if oldest >= len(self._starts):
             return
-        bound = reset - self._starts[0]
+        bound = reset - self._starts[oldest]
         if bound > 0 and (self._length is None or bound < self._length):
             self._length = bound
+
+    def _count_foreign(self, remaining: int) -> None:
+        """Set the server's count, when it answered this thread's request, against our own
+        starts then: what it counts beyond them is someone else's."""
+        start: float | None = getattr(self._mine, "start", None)
+        span = self._span()
+        if start is None or span is None or self._limit is None or start < self._foreign_at:
+            return
+        ours = bisect_right(self._starts, start) - bisect_right(self._starts, start - span)
+        self._foreign = max(0, self._limit - remaining - ours)
+        self._foreign_at = start
 
     def observe(self, window: RateLimitHeaders) -> None:
         """One response's headers (every response: 2xx, 429 and errors alike)."""
         with self._cond:
+            # Waits on our own starts end by the clock: wake the workers only when this
+            # answer may let one start sooner (32 of them woken 100 times a second cost
+            # the very threads about to send their requests the time to send them).
+            before = (self._learned, self._span(), self._limit, self._foreign)
             self._learned = True
+            now = self._clock()
             if window.limit is not None:
                 self._limit = window.limit
             if window.reset is not None:
-                self._learn_length(window.reset)
+                self._learn_length(window.reset, now)
             self._unseen = max(0, self._unseen - 1)
             if window.remaining is not None:
+                if window.retry_after is None:
+                    self._count_foreign(window.remaining)
                 # Requests started since are not in the server's count yet.
                 estimate = max(0, window.remaining - self._unseen)
                 # Headers arrive out of order: a larger count is believed only from a window
                 # that moved on (a later reset, or a reset passed), never from a stale answer.
                 moved = window.reset is not None and window.reset > self._reset
-                moved = moved or self._clock() >= self._reset
+                moved = moved or now >= self._reset
                 if self._remaining is None or estimate < self._remaining or moved:
                     self._remaining = estimate
-                    if estimate == 0:
-                        self._note_full(self._clock())
             if window.reset is not None and window.reset > self._reset:
                 self._reset = window.reset
             if window.retry_after is not None:
                 self._pause(window.retry_after)
-            self._cond.notify_all()
+            span = self._span()
+            if (
+                not before[0]
+                or before[1] is None
+                or before[2] is None
+                or span is None
+                or self._limit is None
+                or span < before[1]
+                or self._limit > before[2]
+                or self._foreign < before[3]
+                or self._limit <= self._foreign  # pacing by Remaining and Reset
+            ):
+                self._cond.notify_all()
 
     def forget(self) -> None:
         """A request ended without a response (connection refused, reset): not in flight."""
@@ -160,6 +267,14 @@ class Limiter:
     def _pause(self, seconds: float) -> None:
         """A 429: nobody starts anything for `seconds` (whether or not it is retried)."""
         self.pauses += 1
+        if self._margin < 2 * _MARGIN_SECONDS:
+            # Most likely our starts reached the server less evenly than the margin allows.
+            self._margin = min(_MAX_MARGIN_SECONDS, 2 * self._margin)
+        else:
+            # Again, with the wider margin: the window does not last the whole seconds it
+            # was taken for, go by the bound Reset gave.
+            self._margin = min(_MAX_MARGIN_SECONDS, 2 * self._margin)
+            self._assume_whole = False
         self._paused_until = max(self._paused_until, self._clock() + seconds)
         # The 429's own Retry-After says when to come back: it outranks a Reset that the
         # same answer may put further away.
