@@ -22,7 +22,7 @@ from io import StringIO
 from typing import Any
 
 from mavera_cli.errors import MaveraError
-from mavera_cli.events import TEXT_DELTA, ResponseAccumulator, ResponseEvent
+from mavera_cli.events import ResponseAccumulator
 from mavera_cli.printable import terminal_safe
 from mavera_cli.redact import Redactor
 from mavera_cli.render import OutputSink
@@ -170,16 +170,6 @@ class MarkdownRenderer(TextRenderer):
     def start(self, accumulator: ResponseAccumulator) -> None:
         self._splitter = BlockSplitter(self._commit_block)
         self._blocks = 0
-
-    def on_event(self, event: ResponseEvent) -> None:
-        if event.type == TEXT_DELTA:
-            delta = event.data.get("delta")
-            if isinstance(delta, str):
-                self._pending.append(delta)
-
-    def write_text(self, text: str) -> None:
-        self._pending.append(text)
-        self.flush()
 
     def flush(self) -> None:
         if not self._pending:
