@@ -42,6 +42,11 @@ class RequestOptions(DiagnosticOptions):
     previous_response_id: str | None = None
     raw: bool = False
 
+    @classmethod
+    def diagnostics_only(cls, diag: DiagnosticOptions) -> "RequestOptions":
+        """No request flags, only -q/-v/--no-color: for commands that read settings or files."""
+        return cls(quiet=diag.quiet, verbose=diag.verbose, no_color=diag.no_color)
+
     def setting_flags(self) -> dict[str, Any]:
         """The flags that take part in settings resolution (flag > env > config > default)."""
         return {

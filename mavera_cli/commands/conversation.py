@@ -80,7 +80,7 @@ def _list(ctx: typer.Context, diag: DiagnosticOptions, *, json_lines: bool) -> N
     from mavera_cli.render.sessions import write_session_list
     from mavera_cli.sessions import list_sessions
 
-    opts = RequestOptions(quiet=diag.quiet, verbose=diag.verbose, no_color=diag.no_color)
+    opts = RequestOptions.diagnostics_only(diag)
     with invocation(reporter_of(ctx), opts) as inv:
         rows = list_sessions(inv.environ)
         write_session_list(rows, inv.sink, as_table=not json_lines and inv.stdout.isatty())
@@ -109,7 +109,7 @@ def sessions_show(
     from mavera_cli.render.sessions import write_session
     from mavera_cli.sessions import load_session
 
-    opts = RequestOptions(quiet=diag.quiet, verbose=diag.verbose, no_color=diag.no_color)
+    opts = RequestOptions.diagnostics_only(diag)
     with invocation(reporter_of(ctx), opts) as inv:
         session = load_session(name, inv.environ)
         if not session.exists:
@@ -131,6 +131,6 @@ def sessions_rm(ctx: typer.Context, name: SessionName, *, diag: DiagnosticOption
     from mavera_cli.invocation import invocation
     from mavera_cli.sessions import remove_session
 
-    opts = RequestOptions(quiet=diag.quiet, verbose=diag.verbose, no_color=diag.no_color)
+    opts = RequestOptions.diagnostics_only(diag)
     with invocation(reporter_of(ctx), opts) as inv:
         remove_session(name, inv.environ)

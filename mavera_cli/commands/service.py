@@ -68,7 +68,7 @@ def config_show(
     from mavera_cli.invocation import invocation
     from mavera_cli.render.settings import settings_rows, write_settings
 
-    opts = RequestOptions(quiet=diag.quiet, verbose=diag.verbose, no_color=diag.no_color)
+    opts = RequestOptions.diagnostics_only(diag)
     with invocation(reporter_of(ctx), opts) as inv:
         rows = settings_rows(inv.settings, inv.environ)
         write_settings(rows, inv.sink, as_json=json_output)
