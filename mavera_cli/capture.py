@@ -7,7 +7,6 @@ import contextlib
 import os
 import secrets
 import stat
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -148,18 +147,10 @@ def replay_chunks(
     (a speed factor) each read comes when it came in the recording, counted from the
     attempt's request, so the wait before the first read is re-created too.
     """
-    from mavera_cli.trace import looks_like_trace, open_peekable, read_trace
+    from mavera_cli.trace import open_recording, read_trace
 
-    try:
-        stream: BinaryIO = open(path, "rb") if path != "-" else _stdin()  # noqa: SIM115
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        try:
-            stream, head = open_peekable(stream)
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        if not looks_like_trace(head):
+    with open_recording(path) as (stream, is_trace):
+        if not is_trace:
             if pace is not None:
                 raise UsageError(
                     f"--pace needs a trace (--trace FILE): {path} is a raw capture, without times"
@@ -172,9 +163,6 @@ def replay_chunks(
             yield (data for _, data in reads)
         else:
             yield _paced(reads, attempt.start if attempt else 0.0, pace, sleep, clock)
-    finally:
-        if path != "-":
-            stream.close()
 
 
 def _paced(
@@ -192,7 +180,3 @@ def _paced(
         if wait > 0:
             sleep(wait)
         yield data
-
-
-def _stdin() -> BinaryIO:
-    return sys.stdin.buffer

@@ -11,7 +11,6 @@ usage, so a malformed one longer than 64 KiB fails here where `replay` may only 
 from __future__ import annotations
 
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from mavera_cli.events import DONE_MARKER, TERMINAL_EVENTS, ResponseAccumulator,
 from mavera_cli.render.text import TextRenderer
 from mavera_cli.sse import SSEDecoder
 from mavera_cli.timing import TimingFigures, TimingRecorder
-from mavera_cli.trace import Trace, looks_like_trace, open_peekable, read_trace
+from mavera_cli.trace import Trace, open_recording, read_trace
 
 # The Responses API's event types (protocol.md §5.3); anything else is reported as unknown.
 KNOWN_EVENT_TYPES = frozenset(
@@ -235,21 +234,10 @@ class _TraceClock:
 
 def inspect_file(path: str) -> InspectReport:
     """Read `path` (`-`: stdin), a trace or a raw capture, and report on it."""
-    try:
-        stream: BinaryIO = open(path, "rb") if path != "-" else sys.stdin.buffer  # noqa: SIM115
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        try:
-            stream, head = open_peekable(stream)
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        if looks_like_trace(head):
+    with open_recording(path) as (stream, is_trace):
+        if is_trace:
             return _inspect_trace(read_trace(stream, path), path)
         return _inspect_capture(stream, path)
-    finally:
-        if path != "-":
-            stream.close()
 
 
 def _inspect_capture(stream: BinaryIO, path: str) -> InspectReport:

@@ -16,6 +16,7 @@ import io
 import os
 import re
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -277,6 +278,25 @@ class Trace:
 TRACE_PREFIX = b'{"type":"mavera.'
 # What we write starts with TRACE_PREFIX; a trace re-encoded by another tool may space it out.
 _TRACE_START = re.compile(rb'\s*\{\s*"type"\s*:\s*"mavera\.')
+
+
+@contextlib.contextmanager
+def open_recording(path: str) -> Iterator[tuple[BinaryIO, bool]]:
+    """A trace or a raw capture (`-`: stdin), opened for reading: the stream, and whether it
+    is a trace. Unreadable is a usage error naming the file."""
+    try:
+        stream: BinaryIO = open(path, "rb") if path != "-" else sys.stdin.buffer  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        try:
+            stream, head = open_peekable(stream)
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        yield stream, looks_like_trace(head)
+    finally:
+        if path != "-":
+            stream.close()
 
 
 def open_peekable(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
