@@ -78,19 +78,23 @@ class Invocation:
         _, stdin, stdin_is_tty = standard_streams()
         return assemble_prompt(words, self.opts.files, stdin, stdin_is_tty)
 
+    def server_settings(self, stack: ExitStack) -> Settings:
+        """The settings to send with: for --mock, the built-in server (started on `stack`,
+        no key); otherwise a key is required and the transport must be fit to carry it."""
+        if self.opts.mock:
+            from mavera_cli.mock import MockServer
+
+            server = stack.enter_context(MockServer())
+            return replace(self.settings, base_url=server.base_url, api_key=None)
+        self.settings.require_key()
+        self.settings.check_transport()
+        return self.settings
+
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """The API to talk to, for the rest of the command: --max-time bounds all of it."""
-        settings = self.settings
         with ExitStack() as stack:
-            if self.opts.mock:
-                from mavera_cli.mock import MockServer
-
-                server = stack.enter_context(MockServer())
-                settings = replace(settings, base_url=server.base_url, api_key=None)
-            else:
-                settings.require_key()
-                settings.check_transport()
+            settings = self.server_settings(stack)
             stack.enter_context(time_limit(settings.max_time))
             debug = self.terminal.debug if self.terminal.verbose else None
             client = stack.enter_context(MaveraClient(settings, debug))

@@ -124,17 +124,9 @@ def _connect(
 ) -> Iterator[tuple[MaveraClient, Settings]]:
     """One client for every worker: the built-in server for --mock, a pool of -j connections,
     and every response's rate-limit headers going to the limiter."""
-    # --max-time bounds each item, not the batch (see BatchRun._run_item).
-    settings = replace(inv.settings, max_time=None)
     with ExitStack() as stack:
-        if inv.opts.mock:
-            from mavera_cli.mock import MockServer
-
-            server = stack.enter_context(MockServer())
-            settings = replace(settings, base_url=server.base_url, api_key=None)
-        else:
-            settings.require_key()
-            settings.check_transport()
+        # --max-time bounds each item, not the batch (see BatchRun._run_item).
+        settings = replace(inv.server_settings(stack), max_time=None)
         debug = inv.terminal.debug if inv.terminal.verbose else None
         client = stack.enter_context(
             MaveraClient(
