@@ -313,6 +313,12 @@ PromptWords = Annotated[
 ]
 
 
+# Listing commands (`personas`, `sessions list`): a table on a terminal, NDJSON otherwise.
+JsonLinesFlag = Annotated[
+    bool, typer.Option("--json", help="One JSON object per line (the default when piped).")
+]
+
+
 def reporter_of(ctx: typer.Context) -> Reporter:
     """The boundary's reporter for this run (`entry.main` passes it as `obj`)."""
     return ctx.ensure_object(Reporter)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from mavera_cli.options import DiagnosticOptions, RequestOptions
-from mavera_cli.typer_options import diagnostic_options, reporter_of, request_options
+from mavera_cli.typer_options import JsonLinesFlag, diagnostic_options, reporter_of, request_options
 
 SessionName = Annotated[
     str,
@@ -58,9 +58,7 @@ def sessions_callback(ctx: typer.Context) -> None:
 @diagnostic_options
 def sessions_list(
     ctx: typer.Context,
-    json_lines: Annotated[
-        bool, typer.Option("--json", help="One JSON object per line (the default when piped).")
-    ] = False,
+    json_lines: JsonLinesFlag = False,
     *,
     diag: DiagnosticOptions,
 ) -> None:

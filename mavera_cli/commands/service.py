@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from mavera_cli.options import DiagnosticOptions, RequestOptions
-from mavera_cli.typer_options import account_options, diagnostic_options, reporter_of
+from mavera_cli.typer_options import JsonLinesFlag, account_options, diagnostic_options, reporter_of
 
 
 class Shell(StrEnum):
@@ -77,9 +77,7 @@ def config_show(
 @account_options
 def personas(
     ctx: typer.Context,
-    json_lines: Annotated[
-        bool, typer.Option("--json", help="One JSON object per line (the default when piped).")
-    ] = False,
+    json_lines: JsonLinesFlag = False,
     *,
     opts: RequestOptions,
 ) -> None:
