@@ -107,6 +107,23 @@ def run_mavera(
     return result
 
 
+def start_mavera(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    key: str | None = TEST_KEY,
+) -> subprocess.Popen[bytes]:
+    """`python -m mavera_cli ARGS` running on its own, stdout and stderr as pipes, stdin
+    closed: for tests that read output while it streams, or signal and kill the process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mavera_cli", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=mavera_env(env, key),
+    )
+
+
 def _run_process(
     args: list[str], stdin: bytes | None, env: dict[str, str], timeout: float
 ) -> Result:

@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,13 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import TEST_KEY, mavera_env, one_line_error, read_pipe_until, run_mavera
+from tests.conftest import (
+    TEST_KEY,
+    one_line_error,
+    read_pipe_until,
+    run_mavera,
+    start_mavera,
+)
 from tests.pty_helpers import PtyRun, strip_ansi
 from tests.scripted_server import DONE, Exchange, ScriptedServer, Wire, sse_event, text_stream
 from tests.test_tools import WEATHER, call_stream, write_json
@@ -165,13 +170,7 @@ def test_a_tail_like_the_keys_start_is_written_on_ctrl_c(server) -> None:
         release.wait(10)
 
     server.script(handler)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mavera_cli", "stream", "--base-url", server.base_url, "hi"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=mavera_env(),
-    )
+    proc = start_mavera(["stream", "--base-url", server.base_url, "hi"])
     try:
         assert proc.stdout is not None
         early = read_pipe_until(proc.stdout.fileno(), b"almost ")
@@ -409,13 +408,7 @@ def start_stream_then_hold(server, capture: Path, release: threading.Event) -> s
         release.wait(10)
 
     server.script(handler)
-    return subprocess.Popen(
-        [sys.executable, "-m", "mavera_cli", "stream", *save_raw(capture, server), "hi"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=mavera_env(),
-    )
+    return start_mavera(["stream", *save_raw(capture, server), "hi"])
 
 
 def test_kill_9_mid_stream_leaves_the_old_capture_whole(server, tmp_path: Path) -> None:

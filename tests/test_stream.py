@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 
-from tests.conftest import mavera_env, read_pipe_until, run_mavera
+from tests.conftest import read_pipe_until, run_mavera, start_mavera
 from tests.scripted_server import text_stream
 
 
@@ -22,13 +20,7 @@ def test_delta_is_on_the_pipe_while_the_server_holds_the_next_event(server) -> N
         wire.send_chunks(events[4:])
 
     server.script(handler)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mavera_cli", "stream", "--base-url", server.base_url, "hi"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=mavera_env(),
-    )
+    proc = start_mavera(["stream", "--base-url", server.base_url, "hi"])
     try:
         early = read_pipe_until(proc.stdout.fileno(), b"first ", timeout=10)
         assert early == b"first ", "the first delta did not reach the pipe before the next event"

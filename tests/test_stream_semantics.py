@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from email.utils import formatdate
 
 import pytest
 
-from tests.conftest import mavera_env, one_line_error, read_pipe_until, run_mavera
+from tests.conftest import one_line_error, read_pipe_until, run_mavera, start_mavera
 from tests.scripted_server import DONE, Exchange, ScriptedServer, Wire, sse_event, text_stream
 
 EVENTS = text_stream(["Hello", ", ", "world"])  # created, in_progress, added, 3 deltas, …
@@ -204,13 +202,7 @@ def test_json_partial_writes_the_object_before_the_next_read(server) -> None:
         wire.send_chunks(OBJECT_EVENTS[4:])
 
     server.script(handler)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mavera_cli", *args(server, "json", "--partial")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=mavera_env(),
-    )
+    proc = start_mavera([*args(server, "json", "--partial")])
     try:
         early = read_pipe_until(proc.stdout.fileno(), b"\n", timeout=10)
         release.set()
@@ -251,13 +243,7 @@ def test_a_signal_mid_stream_ends_events_with_the_interrupted_line(
         release.wait(15)
 
     server.script(handler)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mavera_cli", *args(server, "stream", "--events")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=mavera_env(),
-    )
+    proc = start_mavera([*args(server, "stream", "--events")])
     try:
         early = read_pipe_until(proc.stdout.fileno(), b'"delta":"Hello"', timeout=10)
         proc.send_signal(sig)

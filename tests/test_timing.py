@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import re
 import select
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import mavera_env, run_mavera
+from tests.conftest import run_mavera, start_mavera
 from tests.scripted_server import text_stream
 
 LINE = re.compile(
@@ -102,13 +100,7 @@ def write_trace(path: Path, reads: list[tuple[float, bytes]]) -> None:
 def arrival_times(args: list[str]) -> tuple[float, list[tuple[float, bytes]]]:
     """Run mavera with stdout a pipe; (time to start, [(seconds after start, bytes)])."""
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mavera_cli", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=mavera_env(),
-    )
+    proc = start_mavera([*args])
     pieces: list[tuple[float, bytes]] = []
     assert proc.stdout is not None
     while True:

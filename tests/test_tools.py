@@ -31,6 +31,7 @@ from tests.conftest import (
     one_line_error,
     real_recordings,
     run_mavera,
+    start_mavera,
 )
 from tests.scripted_server import DONE, ScriptedServer, sse_event, text_stream
 
@@ -338,13 +339,7 @@ def test_a_call_line_is_on_the_pipe_before_the_response_completes(server, tmp_pa
 
     server.script(handler)
     functions = write_json(tmp_path / "f.json", [WEATHER])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mavera_cli", *tools_args(server, functions), "hi"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=mavera_env(),
-    )
+    proc = start_mavera([*tools_args(server, functions), "hi"])
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 10)
         assert ready, "no call line before the server finished the response"
