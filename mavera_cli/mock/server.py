@@ -179,18 +179,19 @@ class _Handler(BaseHTTPRequestHandler):
                 retry_after = max(1, math.ceil(self._window_state.reset - time.time()))
                 self._send_fault(Fault(FaultKind.RATE_LIMIT), {"Retry-After": str(retry_after)})
                 return
-        # Think time: the server works before the status line, as a real model does.
-        thinks = self.command == method and route == "responses" and owner.think_seconds > 0
-        if thinks and owner.stopping.wait(owner.think_seconds):
-            return
         if self.command != method:
             message = f"Method {self.command} not allowed on {path}; use {method}."
             self._send_json(405, _error(message, "method_not_allowed"), {"Allow": method})
             return
         try:
             if route == "responses":
-                with self.server.owner._in_flight():
-                    self._responses(body)
+                # Think time: the server works before the status line, as a real model does.
+                # A request counts as in flight until then: a client cannot have seen its
+                # answer and sent the next one before the count went down.
+                with owner._in_flight():
+                    if owner.think_seconds > 0 and owner.stopping.wait(owner.think_seconds):
+                        return
+                self._responses(body)
             elif route == "usage":
                 self._usage()
             else:
@@ -416,7 +417,8 @@ class MockServer:
             raise UsageError(f"--think-ms must be 0 or more (got {think_ms})")
         self.window: SlidingWindow | None = parse_rate_limit(rate_limit) if rate_limit else None
         self.think_seconds = think_ms / 1000
-        # What tests and `batch` demos count: inputs asked for, 429s sent, concurrency peak.
+        # What tests and `batch` demos count: inputs asked for, 429s sent, the most requests
+        # thinking at once (a client's concurrency, given a think time).
         self.inputs_seen: Counter[str] = Counter()
         self.rate_limited = 0
         self.in_flight = 0
