@@ -34,7 +34,8 @@ from mavera_cli.errors import (
     UsageError,
 )
 from mavera_cli.observe import StreamObserver
-from mavera_cli.redact import Redactor, StreamRedactor
+from mavera_cli.redact import Redactor
+from mavera_cli.tracelog import LineWriter, TraceLog, open_log
 
 TRACE_TYPES = frozenset({"mavera.request", "mavera.response", "mavera.read", "mavera.end"})
 # Headers a trace never holds: credentials going either way.
@@ -63,7 +64,9 @@ class TraceWriter(StreamObserver):
     """Writes the trace of one command to `path`, line by line, as things happen.
 
     The file is created at the first request (a command that fails before sending anything
-    leaves no trace); an existing file is replaced then.
+    leaves no trace); an existing file is replaced then. The first line is written here, so
+    a file that cannot be written fails the command before anything is sent; the rest goes
+    through a `tracelog` log (a forked writer where the OS can fork).
     """
 
     def __init__(
@@ -72,10 +75,9 @@ class TraceWriter(StreamObserver):
         self._path = path
         self._secret = secret
         self._redactor = Redactor(secret)
-        self._stream = StreamRedactor(secret)
         self._clock = clock
         self._start: float | None = None
-        self._lines: _LineWriter | None = None
+        self._log: TraceLog | None = None
         self._broken = False
 
     def _t(self) -> float:
@@ -84,49 +86,44 @@ class TraceWriter(StreamObserver):
             self._start = now
         return round(now - self._start, 6)
 
-    def _open(self) -> None:
-        try:
-            self._lines = _LineWriter(_create(self._path))
-        except OSError as exc:
-            raise UsageError(f"cannot write {self._path}: {exc.strerror or exc}") from exc
+    def _failed(self, error: OSError) -> OutputFailedError:
+        self._broken = True  # one message: the rest of the run goes on without a trace
+        return OutputFailedError(f"cannot write {self._path}: {error.strerror or error}")
 
-    def _write(self, line: bytes) -> None:
-        lines = self._lines
-        if lines is None or self._broken:
-            return
-        lines.put(line)
-        error = lines.error
-        if error is not None:
-            self._broken = True  # one message: the rest of the run goes on without a trace
-            raise OutputFailedError(
-                f"cannot write {self._path}: {error.strerror or error}"
-            ) from error
-
-    def _record(self, record: dict[str, Any]) -> None:
-        self._write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-
-    def _release_held(self) -> None:
-        # A tail held as a possible start of the key: the stream ended, so it was not the key.
-        held = self._stream.end()
-        if held:
-            self._write(read_line(self._t(), held))
+    def _check(self, log: TraceLog) -> None:
+        error = log.failure()
+        if error is not None and not self._broken:
+            raise self._failed(error) from error
 
     def on_request(self, method: str, url: str, body_bytes: int) -> None:
-        if self._lines is None:
-            self._open()
-        self._release_held()
-        self._stream = StreamRedactor(self._secret)
-        self._record(
-            {
-                "type": "mavera.request",
-                "t": self._t(),
-                "method": method,
-                "url": self._redactor.text(url),
-                "body_bytes": body_bytes,
-            }
-        )
+        record = {
+            "type": "mavera.request",
+            "t": self._t(),
+            "method": method,
+            "url": self._redactor.text(url),
+            "body_bytes": body_bytes,
+        }
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        log = self._log
+        if log is None:
+            try:
+                fd = _create(self._path)
+            except OSError as exc:
+                raise UsageError(f"cannot write {self._path}: {exc.strerror or exc}") from exc
+            first = LineWriter(fd)
+            first.put(line)
+            if first.error is not None:
+                first.close()
+                raise self._failed(first.error) from first.error
+            self._log = open_log(fd, self._secret, self._t)
+        elif not self._broken:
+            log.attempt(self._t(), line)
+            self._check(log)
 
     def on_response(self, status: int, headers: Sequence[tuple[str, str]]) -> None:
+        log = self._log
+        if log is None or self._broken:
+            return
         recorded: dict[str, str] = {}
         for name, value in headers:
             lower = name.lower()
@@ -134,75 +131,35 @@ class TraceWriter(StreamObserver):
                 continue
             value = self._redactor.text(value)
             recorded[lower] = f"{recorded[lower]}, {value}" if lower in recorded else value
-        self._record(
-            {"type": "mavera.response", "t": self._t(), "status": status, "headers": recorded}
-        )
+        t = self._t()
+        record = {"type": "mavera.response", "t": t, "status": status, "headers": recorded}
+        log.line(t, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        self._check(log)
 
     def on_read(self, chunk: bytes) -> None:
-        self._write(read_line(self._t(), self._stream.feed(chunk)))
+        log = self._log
+        if log is not None and not self._broken:
+            log.read(self._t(), chunk)
+            self._check(log)
 
     def on_end(self, error: BaseException | None) -> None:
-        lines = self._lines
-        if lines is None:
+        log, self._log = self._log, None
+        if log is None:
             return
-        try:
-            self._release_held()
-            code, name, message = exit_status(error)
-            self._record(
-                {
-                    "type": "mavera.end",
-                    "t": self._t(),
-                    "exit_code": code,
-                    "error": name,
-                    "message": None if message is None else self._redactor.text(message),
-                }
-            )
-            failure = lines.close()
-            if failure is not None and not self._broken:
-                self._broken = True
-                raise OutputFailedError(
-                    f"cannot write {self._path}: {failure.strerror or failure}"
-                ) from failure
-        except OutputFailedError:
-            if error is None:
-                raise
-            # Already failing: the first error says why; the trace just ends here.
-        finally:
-            lines.close()
-            self._lines = None
-
-
-class _LineWriter:
-    """Writes whole lines to `fd`, one `os.write` each, as they come: a killed run leaves
-    whole lines. (A writer thread was tried: on two busy cores its wake-ups cost more CPU
-    than the copies it moved off the main thread.)"""
-
-    def __init__(self, fd: int) -> None:
-        self._fd: int | None = fd
-        self.error: OSError | None = None
-
-    def put(self, line: bytes) -> None:
-        fd = self._fd
-        if fd is None or self.error is not None:
-            return
-        try:
-            written = os.write(fd, line)
-            if written < len(line):  # a short write (a pipe, a full disk): the rest in turn
-                view = memoryview(line)[written:]
-                while view:
-                    view = view[os.write(fd, view) :]
-        except OSError as exc:
-            self.error = exc  # the writer tells it
-
-    def close(self) -> OSError | None:
-        """Close the file; the first write error, if any."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError as exc:
-                self.error = self.error or exc
-        return self.error
+        code, name, message = exit_status(error)
+        t = self._t()
+        record = {
+            "type": "mavera.end",
+            "t": t,
+            "exit_code": code,
+            "error": name,
+            "message": None if message is None else self._redactor.text(message),
+        }
+        end = None if self._broken else orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        failure = log.close(t, end)
+        if failure is not None and not self._broken and error is None:
+            # (When the run is failing already, its own error says why; the trace ends here.)
+            raise self._failed(failure) from failure
 
 
 def _create(path: str) -> int:
@@ -223,26 +180,6 @@ def _create(path: str) -> int:
     with contextlib.suppress(OSError):
         os.fchmod(fd, stat.S_IMODE(status.st_mode))
     return fd
-
-
-def read_line(t: float, data: bytes) -> bytes:
-    """One `mavera.read` line: the chunk as text, or as base64 when it is not UTF-8.
-
-    The whole line is one `orjson.dumps`, so each line is built in one copy (splicing an
-    escaped string into a `%` template copied it once more). Escaping is nearly all of the
-    cost: SSE's JSON has a quote every dozen bytes, and orjson escapes those faster than any
-    `bytes.replace` chain or `re` pass does (which are 2 to 10 times slower on such text).
-    """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return orjson.dumps(
-            {"type": "mavera.read", "t": t, "b64": base64.b64encode(data).decode("ascii")},
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
-    return orjson.dumps(
-        {"type": "mavera.read", "t": t, "data": text}, option=orjson.OPT_APPEND_NEWLINE
-    )
 
 
 # --- reading traces back (inspect, replay) --------------------------------------------------

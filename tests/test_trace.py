@@ -315,6 +315,11 @@ def test_an_existing_trace_is_replaced_keeping_its_permissions(server, tmp_path:
 def test_the_trace_modules_stay_within_their_layer() -> None:
     from tests.test_architecture import loaded_after
 
-    for module in ("mavera_cli.trace", "mavera_cli.timing", "mavera_cli.observe"):
+    for module in (
+        "mavera_cli.trace",
+        "mavera_cli.tracelog",
+        "mavera_cli.timing",
+        "mavera_cli.observe",
+    ):
         assert not loaded_after(f"import {module}") & {"httpx", "rich", "typer"}, module
     assert not loaded_after("import mavera_cli.inspect") & {"httpx", "rich", "typer"}

@@ -10,7 +10,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mavera_cli.trace import read_line, read_trace
+from mavera_cli.trace import read_trace
+from mavera_cli.tracelog import read_line
 
 # Characters that need care in a JSON string or in UTF-8: quotes, backslashes, controls, DEL,
 # U+2028/U+2029 (line separators to JavaScript, not to JSON), two-, three- and four-byte forms.
