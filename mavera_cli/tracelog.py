@@ -102,11 +102,7 @@ class LineWriter:
         if fd is None or self.error is not None:
             return
         try:
-            written = os.write(fd, line)
-            if written < len(line):  # a short write (a pipe, a full disk): the rest in turn
-                view = memoryview(line)[written:]
-                while view:
-                    view = view[os.write(fd, view) :]
+            _write_all(fd, line)
         except OSError as exc:
             self.error = exc  # the trace writer tells it
 
@@ -401,9 +397,11 @@ class _Inbox:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    written = os.write(fd, data)
+    if written < len(data):  # a short write (a pipe, a full disk): the rest in turn
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _close_all_but(keep: set[int]) -> None:
