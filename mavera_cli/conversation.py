@@ -30,8 +30,7 @@ from mavera_cli.sessions import (
     Turn,
     load_session,
     most_recent_session,
-    save_session,
-    touch_session,
+    update_session,
 )
 
 
@@ -137,34 +136,48 @@ class Conversation:
         turn, self._waiting = self._waiting, None
         if turn is None:
             return
-        session = self.session
-        if not session.turns and not session.exists:
-            # What the session was started with; a default is no choice worth keeping.
-            session.settings = {
-                name: value
-                for name in REMEMBERED_SETTINGS
-                if isinstance(value := getattr(settings, name), str)
-                and value
-                and settings.origins.get(name, "default") != "default"
-            }
-        session.turns.append(turn)
+
+        def add_turn(session: Session) -> None:
+            if not session.turns and not session.exists:
+                # What the session was started with; a default is no choice worth keeping.
+                session.settings = {
+                    name: value
+                    for name in REMEMBERED_SETTINGS
+                    if isinstance(value := getattr(settings, name), str)
+                    and value
+                    and settings.origins.get(name, "default") != "default"
+                }
+            session.turns.append(turn)
+
         if self._persist:
-            save_session(session, self._secret, self._environ)
+            update_session(self.session, add_turn, self._secret, self._environ)
+        else:
+            add_turn(self.session)
 
     def abandon(self) -> None:
         """The command failed or was interrupted: the history stays as it was."""
         self._waiting = None
-        if self._persist:
-            # Best effort: the failure being reported matters more than the timestamp.
+        if self._persist and self.session.exists:
+            # "Last used" moves, the history does not. Best effort: the failure being
+            # reported matters more than the timestamp.
             with contextlib.suppress(MaveraError):
-                touch_session(self.session, self._secret, self._environ)
+                update_session(self.session, _unchanged, self._secret, self._environ)
 
     def reset(self) -> None:
         """Forget every turn (`/reset` in chat); a stored session is rewritten empty."""
         self._waiting = None
-        self.session.turns.clear()
         if self._persist and self.session.exists:
-            save_session(self.session, self._secret, self._environ)
+            update_session(self.session, _forget_turns, self._secret, self._environ)
+        else:
+            _forget_turns(self.session)
+
+
+def _unchanged(session: Session) -> None:
+    pass
+
+
+def _forget_turns(session: Session) -> None:
+    session.turns.clear()
 
 
 def _items_from(accumulator: ResponseAccumulator | None) -> list[Item]:

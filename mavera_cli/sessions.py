@@ -8,6 +8,11 @@ before anything is written (a server may echo it back inside an answer).
 A NAME without `/` names a file in the sessions directory; a NAME with `/` is a path. The
 most recently used session (for `-c`) is recorded in a small pointer file beside the
 directory, also replaced atomically.
+
+Two commands may continue one session at once (two terminals, a script in the background):
+every write is a read-modify-write of the file as stored *then*, under a lock on its
+directory (`update_session`), so a turn another command added meanwhile is kept, never
+overwritten by a copy loaded earlier.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,10 +161,64 @@ def save_session(session: Session, secret: str | None, environ: Mapping[str, str
         ) from exc
 
 
-def touch_session(session: Session, secret: str | None, environ: Mapping[str, str]) -> None:
-    """A turn that did not complete still counts as use: "last used" moves, history does not."""
-    if session.exists:
-        save_session(session, secret, environ)
+def update_session(
+    session: Session,
+    change: Callable[[Session], None],
+    secret: str | None,
+    environ: Mapping[str, str],
+) -> None:
+    """Apply `change` to the session as stored now, write it, and make `session` that.
+
+    Another command may have added turns since `session` was loaded: they stay. The lock
+    on the directory holds off such a command's own read-modify-write meanwhile.
+    """
+    with _directory_locked(session.path.parent):
+        current = _stored_now(session)
+        change(current)
+        save_session(current, secret, environ)
+    session.settings, session.turns = current.settings, current.turns
+    session.created, session.last_used = current.created, current.last_used
+    session.exists = current.exists
+
+
+def _stored_now(session: Session) -> Session:
+    """The session as its file holds it now; `session` itself if there is no file (yet, or
+    any more: `sessions rm` while a turn ran)."""
+    try:
+        text = session.path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return session
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputFailedError(
+            f"cannot read session {session.name} ({session.path}) to update it: {exc}"
+        ) from exc
+    try:
+        return _session_from(session.name, session.path, json.loads(text))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise OutputFailedError(
+            f"session {session.name} ({session.path}) is no longer a mavera session file; "
+            "it was left as it is"
+        ) from exc
+
+
+@contextlib.contextmanager
+def _directory_locked(directory: Path) -> Iterator[None]:
+    """An exclusive lock on `directory` while the block runs. Best effort: where the system
+    cannot lock (no `fcntl`, a file system without locks), the write goes ahead unlocked."""
+    try:
+        import fcntl
+
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(directory, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from mavera_cli.mock import MockServer
 from mavera_cli.mock.answers import CallAnswer, answer
 from mavera_cli.mock.responses import ResponseIds, final_response, response_events, sse_frame
 from tests.conftest import TEST_KEY, mavera_env, one_line_error, read_pipe_until, run_mavera
@@ -188,6 +190,96 @@ def test_ctrl_c_during_the_answer_keeps_no_half_turn(state: Path, server: Script
     finally:
         _reap(proc)
     assert stored(state, "s")["turns"] == before
+
+
+def _user_texts(state: Path, name: str) -> list[str]:
+    return [t["items"][0]["content"] for t in stored(state, name)["turns"]]
+
+
+def test_two_commands_on_one_session_at_once_keep_both_turns(
+    state: Path, server: ScriptedServer
+) -> None:
+    """A command that loaded the session before another one added a turn keeps that turn
+    when it adds its own (it does not write back the copy it loaded)."""
+    other_done = threading.Event()
+
+    def after_the_other(exchange: Exchange, wire: Wire) -> None:
+        assert other_done.wait(15)
+        mock_answer()(exchange, wire)
+
+    server.script(mock_answer(), after_the_other, mock_answer())
+    turn(server, state, "stream", "--session", "s", "first")
+    slow = _start(["stream", "--session", "s", "slow"], server, state)
+    try:
+        deadline = time.monotonic() + 15
+        while len(server.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(server.requests) == 2, "the slow command sent its request"
+        turn(server, state, "stream", "--session", "s", "meanwhile")
+        assert _user_texts(state, "s") == ["first", "meanwhile"]
+        other_done.set()
+        assert slow.wait(15) == 0
+    finally:
+        other_done.set()
+        _reap(slow)
+    # The slow command sent the history it loaded, and the file keeps every turn.
+    assert shape(server.requests[1].json()["input"]) == ["user", "message", "user"]
+    assert _user_texts(state, "s") == ["first", "meanwhile", "slow"]
+
+
+def test_a_failed_turn_does_not_write_back_an_old_copy(state: Path, server: ScriptedServer) -> None:
+    """A turn that fails only moves "last used": of the file as it is now, not as loaded."""
+    other_done = threading.Event()
+
+    def fail_after_the_other(exchange: Exchange, wire: Wire) -> None:
+        assert other_done.wait(15)
+        wire.respond(500, {"error": {"message": "boom", "type": "server_error"}})
+
+    server.script(mock_answer(), fail_after_the_other, mock_answer())
+    turn(server, state, "stream", "--session", "s", "first")
+    failing = _start(["stream", "--session", "s", "--retries", "0", "fails"], server, state)
+    try:
+        deadline = time.monotonic() + 15
+        while len(server.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        turn(server, state, "stream", "--session", "s", "meanwhile")
+        other_done.set()
+        assert failing.wait(15) == 8  # server_error
+    finally:
+        other_done.set()
+        _reap(failing)
+    assert _user_texts(state, "s") == ["first", "meanwhile"]
+
+
+def test_many_commands_finishing_together_keep_every_turn(state: Path) -> None:
+    """Eight commands answer at the same moment and add their turns at once: the lock on
+    the directory lets each read-modify-write run whole, so none is lost."""
+    with MockServer() as mock:
+        turn_env = mavera_env(env_for(state))
+        run_mavera(
+            ["stream", "--session", "busy", "--base-url", mock.base_url, "start"],
+            env=env_for(state),
+        )
+        command = [sys.executable, "-m", "mavera_cli", "stream", "--session", "busy"]
+        procs = [
+            subprocess.Popen(
+                [*command, "--base-url", mock.base_url, f"turn {n}"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=turn_env,
+            )
+            for n in range(8)
+        ]
+        try:
+            codes = [proc.wait(30) for proc in procs]
+        finally:
+            for proc in procs:
+                _reap(proc)
+    assert codes == [0] * 8
+    texts = _user_texts(state, "busy")
+    assert texts[0] == "start"
+    assert sorted(texts[1:]) == sorted(f"turn {n}" for n in range(8))
 
 
 def _start(args: list[str], server: ScriptedServer, state: Path) -> subprocess.Popen[bytes]:
