@@ -46,6 +46,7 @@ def test_max_time_bounds_a_slow_tool(tmp_path: Path) -> None:
             "weather in Paris?",
         ],
         expect=6,
+        process=True,  # a SIGALRM timer: in its own process, not in pytest's
     )
     assert time.monotonic() - started < 15  # generous: a busy machine, never the tool's 30 s
     one_line_error(result.stderr, "--max-time")
@@ -83,6 +84,7 @@ def test_max_time_bounds_a_model_that_keeps_calling_tools(
         ],
         expect=6,
         timeout=60,
+        process=True,  # a SIGALRM timer: in its own process, not in pytest's
     )
     assert time.monotonic() - started < 20
     assert len(server.requests) >= 2  # it did loop, and was stopped by the clock

@@ -278,7 +278,9 @@ def test_max_time_bounds_the_retries_too(server) -> None:
     server.script(status(503, "busy", {"Retry-After": "20"}))
     started = time.monotonic()
     result = run_mavera(
-        ["stream", "--max-time", "1", "--base-url", server.base_url, "hi"], expect=6
+        ["stream", "--max-time", "1", "--base-url", server.base_url, "hi"],
+        expect=6,
+        process=True,  # a SIGALRM timer: in its own process, not in pytest's
     )
     assert time.monotonic() - started < 8
     assert len(server.requests) == 1
