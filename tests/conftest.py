@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,15 +112,20 @@ def start_mavera(
     *,
     env: Mapping[str, str] | None = None,
     key: str | None = TEST_KEY,
+    start_new_session: bool = False,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`python -m mavera_cli ARGS` running on its own, stdout and stderr as pipes, stdin
-    closed: for tests that read output while it streams, or signal and kill the process."""
+    closed: for tests that read output while it streams, or signal and kill the process
+    (`start_new_session` for a process group of its own, `preexec_fn` for limits)."""
     return subprocess.Popen(
         [sys.executable, "-m", "mavera_cli", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=mavera_env(env, key),
+        start_new_session=start_new_session,
+        preexec_fn=preexec_fn,
     )
 
 

@@ -192,6 +192,12 @@ def test_ctrl_c_during_the_answer_keeps_no_half_turn(state: Path, server: Script
     assert stored(state, "s")["turns"] == before
 
 
+def _wait_for_requests(server: ScriptedServer, count: int) -> None:
+    deadline = time.monotonic() + 15
+    while len(server.requests) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _user_texts(state: Path, name: str) -> list[str]:
     return [t["items"][0]["content"] for t in stored(state, name)["turns"]]
 
@@ -211,9 +217,7 @@ def test_two_commands_on_one_session_at_once_keep_both_turns(
     turn(server, state, "stream", "--session", "s", "first")
     slow = _start(["stream", "--session", "s", "slow"], server, state)
     try:
-        deadline = time.monotonic() + 15
-        while len(server.requests) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _wait_for_requests(server, 2)
         assert len(server.requests) == 2, "the slow command sent its request"
         turn(server, state, "stream", "--session", "s", "meanwhile")
         assert _user_texts(state, "s") == ["first", "meanwhile"]
@@ -239,9 +243,7 @@ def test_a_failed_turn_does_not_write_back_an_old_copy(state: Path, server: Scri
     turn(server, state, "stream", "--session", "s", "first")
     failing = _start(["stream", "--session", "s", "--retries", "0", "fails"], server, state)
     try:
-        deadline = time.monotonic() + 15
-        while len(server.requests) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _wait_for_requests(server, 2)
         turn(server, state, "stream", "--session", "s", "meanwhile")
         other_done.set()
         assert failing.wait(15) == 8  # server_error

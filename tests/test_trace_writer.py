@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import resource
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 
 from mavera_cli import tracelog
 from mavera_cli.trace import read_trace
-from tests.conftest import TEST_KEY, mavera_env, run_mavera
+from tests.conftest import TEST_KEY, run_mavera, start_mavera
 from tests.scripted_server import text_stream
 from tests.test_trace import paused_handler, read_bytes, trace_lines
 
@@ -31,17 +29,6 @@ def _stall_after(events: list[bytes]) -> Callable[..., None]:
         wire.hold()
 
     return handler
-
-
-def _start(args: list[str], **popen: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-        [sys.executable, "-m", "mavera_cli", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=mavera_env(),
-        **popen,
-    )
 
 
 def _wait_for(trace: Path, text: bytes, seconds: float = 15) -> None:
@@ -111,7 +98,7 @@ def test_ctrl_c_to_the_whole_process_group_still_ends_the_trace(server, tmp_path
     events = text_stream(["one ", "two ", "three"])
     server.script(_stall_after(events[:5]))
     trace = tmp_path / "interrupted.trace"
-    proc = _start(
+    proc = start_mavera(
         ["stream", "--trace", str(trace), "--base-url", server.base_url, "hi"],
         start_new_session=True,
     )
@@ -135,7 +122,7 @@ def test_a_killed_run_leaves_no_writer_behind(server, tmp_path: Path) -> None:
     events = text_stream(["alpha ", "beta ", "gamma"])
     server.script(_stall_after(events[:5]))
     trace = tmp_path / "killed.trace"
-    proc = _start(["stream", "--trace", str(trace), "--base-url", server.base_url, "hi"])
+    proc = start_mavera(["stream", "--trace", str(trace), "--base-url", server.base_url, "hi"])
     try:
         _wait_for(trace, b"beta ")
         assert _holders(trace), "the writer has the trace open while the run goes on"
@@ -169,7 +156,7 @@ def test_a_trace_that_stops_taking_writes_mid_run_ends_with_74(server, tmp_path:
     words = [f"word{n:04d} " for n in range(400)]
     server.script(paused_handler([b"".join(text_stream(words))]))
     trace = tmp_path / "limited.trace"
-    proc = _start(
+    proc = start_mavera(
         ["stream", "--trace", str(trace), "--base-url", server.base_url, "hi"],
         preexec_fn=_file_size_limit(2000),
     )
