@@ -1,5 +1,3 @@
-import sys
+from mavera_cli.entry import run
 
-from mavera_cli.entry import main
-
-sys.exit(main())
+run()
