@@ -333,3 +333,65 @@ def test_a_signal_inside_the_write_still_ends_the_text_with_a_newline() -> None:
         renderer.flush()
     renderer.fail(InterruptedRun(), None)
     assert stream.received == b"received \n"
+
+
+def _run_program(tmp_path: Path, before: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """`mavera ARGS` through the program's own entry point (`entry.run`, as the installed
+    script and `python -m mavera_cli` call it), after `before` ran in the same process."""
+    script = tmp_path / "program.py"
+    script.write_text(
+        f"import sys\n{before}\nsys.argv = ['mavera', *{args!r}]\n"
+        "from mavera_cli.entry import run\nrun()\n"
+    )
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        # Not PYTHONUNBUFFERED (mavera_env's "0" still means unbuffered): stdout is buffered.
+        env={k: v for k, v in mavera_env().items() if k != "PYTHONUNBUFFERED"},
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+def test_the_program_leaving_early_still_runs_atexit_and_flushes(tmp_path: Path) -> None:
+    """run() skips the interpreter's teardown: what atexit and the buffers hold still goes."""
+    before = "import atexit\natexit.register(lambda: print('atexit ran'))\nprint('buffered')"
+    result = _run_program(tmp_path, before, ["--version"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "buffered"
+    assert result.stdout.splitlines()[-1] == "atexit ran"
+    assert "mavera " in result.stdout
+
+
+def test_the_program_waits_for_a_thread_still_at_work(tmp_path: Path) -> None:
+    before = (
+        "import threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done', flush=True)))"
+        ".start()"
+    )
+    result = _run_program(tmp_path, before, ["--version"])
+    assert result.returncode == 0, result.stderr
+    assert "thread done" in result.stdout
+
+
+def test_the_program_exits_with_the_command_s_code(tmp_path: Path) -> None:
+    result = _run_program(tmp_path, "", ["json", "--mock", "--schema", str(tmp_path / "none")])
+    assert result.returncode == 2
+    one_line_error(result.stderr, "none")
+
+
+def test_a_profiler_still_gets_its_data_at_exit(tmp_path: Path) -> None:
+    """`python -m cProfile -m mavera_cli`: the program leaves the normal way, the profile is
+    written."""
+    profile = tmp_path / "run.prof"
+    result = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "mavera_cli", "--version"],
+        capture_output=True,
+        text=True,
+        env=mavera_env(),
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert profile.stat().st_size > 0
