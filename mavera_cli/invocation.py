@@ -28,10 +28,10 @@ from mavera_cli.render import OutputSink, Renderer
 from mavera_cli.render.usage import UsageMeter, UsageTap
 from mavera_cli.reporting import Reporter
 from mavera_cli.terminal import Terminal
-from mavera_cli.timing import TimingRecorder
 
 if TYPE_CHECKING:
     from mavera_cli.conversation import Conversation
+    from mavera_cli.timing import TimingRecorder
 
 T = TypeVar("T")
 
@@ -277,8 +277,11 @@ def watchers(
         from mavera_cli.trace import TraceWriter
 
         observers.append(TraceWriter(opts.trace, secret))
-    timing = TimingRecorder() if opts.timing else None
-    if timing is not None:
+    timing = None
+    if opts.timing:
+        from mavera_cli.timing import TimingRecorder  # only then: its import costs ~1 ms
+
+        timing = TimingRecorder()
         observers.append(timing)
     if not observers:
         return None, None

@@ -75,3 +75,33 @@ def test_only_the_cli_layer_imports_typer() -> None:
         )
     ]
     assert offenders == []
+
+
+def test_a_command_builds_and_imports_only_itself() -> None:
+    """`mavera stream` builds the stream command alone: no other command's module, no Click
+    objects for them; the whole tree is built only for help and unknown names."""
+    code = (
+        "import sys; from mavera_cli.entry import main\n"
+        "code = main(['stream', '--mock', 'hi'])\n"
+        "print(code, ' '.join(m for m in sys.modules if m.startswith('mavera_cli.commands.')), "
+        "file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "You said: hi\n"
+    code_and_modules = out.stderr.split()
+    assert code_and_modules[0] == "0"
+    assert set(code_and_modules[1:]) == {"mavera_cli.commands.requests"}
+
+
+def test_the_whole_tree_is_built_for_help_and_unknown_names() -> None:
+    import typer.main
+
+    from mavera_cli.cli import COMMANDS, app_for
+
+    def names(args: list[str]) -> set[str]:
+        group = typer.main.get_command(app_for(args))
+        return set(getattr(group, "commands", {}))
+
+    assert names(["stream", "hi"]) == {"stream"}
+    assert names(["sessions", "list"]) == {"sessions"}
+    assert names([]) == names(["--help"]) == names(["strem"]) == set(COMMANDS)

@@ -9,7 +9,13 @@ from typing import Annotated
 import typer
 
 from mavera_cli.options import DiagnosticOptions, RequestOptions
-from mavera_cli.typer_options import JsonLinesFlag, diagnostic_options, reporter_of, request_options
+from mavera_cli.typer_options import (
+    JsonLinesFlag,
+    UsageLineCommand,
+    diagnostic_options,
+    reporter_of,
+    request_options,
+)
 
 SessionName = Annotated[
     str,
@@ -132,3 +138,8 @@ def sessions_rm(ctx: typer.Context, name: SessionName, *, diag: DiagnosticOption
     opts = RequestOptions.diagnostics_only(diag)
     with invocation(reporter_of(ctx), opts) as inv:
         remove_session(name, inv.environ)
+
+
+sessions_app.command("list", cls=UsageLineCommand)(sessions_list)
+sessions_app.command("show", cls=UsageLineCommand)(sessions_show)
+sessions_app.command("rm", cls=UsageLineCommand)(sessions_rm)

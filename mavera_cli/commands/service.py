@@ -10,7 +10,13 @@ from typing import Annotated
 import typer
 
 from mavera_cli.options import DiagnosticOptions, RequestOptions
-from mavera_cli.typer_options import JsonLinesFlag, account_options, diagnostic_options, reporter_of
+from mavera_cli.typer_options import (
+    JsonLinesFlag,
+    UsageLineCommand,
+    account_options,
+    diagnostic_options,
+    reporter_of,
+)
 
 
 class Shell(StrEnum):
@@ -172,3 +178,13 @@ def mock(
     sys.stdout.write(server.base_url + "\n")
     sys.stdout.flush()
     server.serve_forever()
+
+
+config_app = typer.Typer(
+    name="config",
+    help="Show the settings mavera uses and where each comes from.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app.command("show", cls=UsageLineCommand)(config_show)
