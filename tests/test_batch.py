@@ -288,10 +288,21 @@ def test_a_429_pauses_every_worker_for_its_retry_after(tmp_path: Path) -> None:
         assert server.requests_seen == 7  # the 429 once, then every item once
     lines = results(result.stdout)
     assert all(line["exit_code"] == 0 for line in lines)
-    # The first request goes alone (the window is unknown), is refused, and nobody starts
-    # anything for the server's Retry-After (1 s).
+    # The first wave goes before the window is known; its first request is refused, and
+    # nobody starts anything for the server's Retry-After (1 s).
     assert elapsed >= 1.0
     assert sorted(line["attempts"] for line in lines) == [1, 1, 1, 1, 1, 2]
+
+
+def test_a_first_wave_starts_before_the_window_is_known(tmp_path: Path) -> None:
+    """Four items at -j 4 all start at once: none waits a whole answer for the first one's
+    headers to tell the window."""
+    source = tmp_path / "p.txt"
+    source.write_text("a\nb\nc\nd\n")
+    with MockServer(think_ms=300) as server:
+        run_mavera(["batch", "--lines", str(source), "-j", "4"], env=_at(server))
+        assert server.in_flight_peak == 4  # one at a time first: 1, then 3
+        assert server.requests_seen == 4
 
 
 def test_a_sliding_window_is_never_exceeded(tmp_path: Path) -> None:

@@ -37,10 +37,32 @@ def window(remaining: int, reset: float, retry_after: float | None = None) -> Ra
     return RateLimitHeaders(10, remaining, reset, retry_after)
 
 
-def test_the_first_request_goes_alone_until_the_window_is_known() -> None:
+def test_a_first_wave_of_four_goes_before_the_window_is_known() -> None:
     limiter = Limiter()
-    limiter.acquire()
-    assert blocks(limiter)
+    for _ in range(4):
+        assert not blocks(limiter, 1.0)
+    assert blocks(limiter)  # the fifth waits for an answer to tell the window
+    limiter = Limiter()
+    for _ in range(4):
+        limiter.acquire()
+    limiter.observe(window(6, time.time() + 60))
+    assert not blocks(limiter)
+
+
+def test_an_exact_reset_is_taken_for_a_window_of_whole_seconds() -> None:
+    """An exact Reset bounds the length only to within the first request's trip (here 8 ms):
+    the window is taken to last 1 s, not 1.008 s, before every start a window later."""
+
+    def one_start_then(now: float) -> Limiter:
+        clock = Clock(1000.0)
+        limiter = Limiter(clock=clock)
+        limiter.acquire()
+        limiter.observe(RateLimitHeaders(1, 0, 1001.008))  # 1 per second; it arrived at 1000.008
+        clock.now = now
+        return limiter
+
+    assert blocks(one_start_then(1001.02))  # within the margin
+    assert not blocks(one_start_then(1001.035))  # 1 s and the margin (1.008 s would block)
 
 
 def test_a_stale_header_arriving_late_does_not_give_back_a_used_slot() -> None:

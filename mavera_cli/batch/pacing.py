@@ -5,12 +5,13 @@ It never starts a request the server's window cannot take. Once it knows the win
 itself over its own start times, a small margin later than the server's, so each request
 starts as soon as the one a window before it has left the server's window; what the server
 counts beyond our own starts (another process on the key) shrinks our share. A Reset in
-whole seconds (as Mavera sends it) bounds the length only to within a second, so such a
-window is taken to last whole seconds until 429s say otherwise. Before it knows the window
-(or when others fill it), it counts the starts the last `X-RateLimit-Remaining` did not see
-yet, waits for Reset and lets one request through to learn the window anew (the very first
-request goes alone, for the same reason). A 429 pauses every worker for its Retry-After and
-widens the margin. `--rpm N` spaces starts 60/N s apart. Every wait ends early when the
+whole seconds (as Mavera sends it) bounds the length only to within a second, and an exact
+one only to within the trip of the request that taught it, so a window is taken to last
+whole seconds (Mavera's is 60) until 429s say otherwise. Before it knows the window (or when
+others fill it), it counts the starts the last `X-RateLimit-Remaining` did not see yet,
+waits for Reset and lets one request through to learn the window anew (at the very start,
+a first wave of a few requests learns it). A 429 pauses every worker for its Retry-After
+and widens the margin. `--rpm N` spaces starts 60/N s apart. Every wait ends early when the
 batch stops (Ctrl-C, a 401), so no thread outlives the run by more than a poll.
 """
 
@@ -43,6 +44,15 @@ _MAX_MARGIN_SECONDS = 0.24
 # window's length from a start that may not be the server's oldest only loosens the bound,
 # while missing the server's oldest would make it too tight.
 _REORDER_SECONDS = 0.25
+# Before the first response tells the window, this many requests may start: a burst of -j
+# into a window that may be nearly full would come back 429, while one at a time costs a
+# whole answer's wait before the rest start (like TCP's initial window, RFC 6928, a few
+# rather than one). Mavera's smallest limit (60 a minute) takes them whole; an unknown window
+# that cannot costs at most this many 429s, each retried. (Measured, with -j 32 against
+# 100/1 s: a first wave of 32 at once saved 0.03 s of 5.7 s, and its 32 fresh connections
+# reached the server unevenly enough that the next windows, slid on those starts, drew 429s
+# in 2 of 10 runs against 0 of 10.)
+_FIRST_WAVE = 4
 # A worker whose slot is due but who is not first in line looks again this soon (the one
 # before it notifies as it goes).
 _TURN_SECONDS = 0.005
@@ -71,11 +81,7 @@ class Limiter:
         self._remaining: int | None = None
         self._reset = 0.0
         self._unseen = 0  # requests started whose response headers have not arrived
-        # Until the first response tells the window, one request at a time: a burst of -j
-        # into a window that may be nearly full would come back 429. (Measured, with -j 32
-        # against 100/1 s: a first wave of 32 at once saved 0.03 s of 5.7 s, and its 32
-        # fresh connections reached the server unevenly enough that the next windows, slid
-        # on those starts, drew 429s in 2 of 10 runs against 0 of 10.)
+        # Until the first response tells the window, at most _FIRST_WAVE requests at once.
         self._learned = False
         # Our own starts, oldest first, to slide the window locally: the limit comes from
         # Limit, the length from Reset (see _learn_length). Kept a while past the window,
@@ -83,9 +89,10 @@ class Limiter:
         self._starts: list[float] = []
         self._limit: int | None = None
         self._length: float | None = None  # the least upper bound Reset gave
-        # Reset in whole seconds (as Mavera sends it) bounds the length only to within a
-        # second; such a window is taken to last whole seconds, until a 429 says otherwise.
-        self._whole_resets = True
+        # Reset bounds the length only from above: to within a second when it comes in whole
+        # seconds (as Mavera sends it), to within the trip of the request that taught it
+        # when exact (a fresh connection's first request: ~5 ms on loopback, added to every
+        # window after). The window is taken to last whole seconds, until 429s say otherwise.
         self._assume_whole = True
         self._margin = _MARGIN_SECONDS
         # Requests in the server's window that are not ours (another process on the key),
@@ -147,7 +154,7 @@ class Limiter:
         )
 
     def _window_wait(self, now: float, ahead: int = 0) -> float:
-        if not self._learned and self._unseen > 0:
+        if not self._learned and self._unseen >= _FIRST_WAVE:
             return _POLL_SECONDS  # woken by observe()/forget()
         span = self._span()
         if span is not None and self._limit is not None and self._limit > self._foreign:
@@ -166,9 +173,9 @@ class Limiter:
         if self._length is None:
             return None
         length = self._length
-        if self._whole_resets and self._assume_whole and length >= 1:
-            # Reset was rounded up to a whole second, so the bound exceeds the length by
-            # up to a second: a window of whole seconds is the largest whole number in it.
+        if self._assume_whole and length >= 1:
+            # The bound exceeds the length by up to a second: a window of whole seconds is
+            # the largest whole number in it.
             length = float(int(length))
         return length + self._margin
 
@@ -195,8 +202,6 @@ class Limiter:
         counts leaves it, and that request started no earlier than our oldest start that may
         still be in the window; so Reset minus that start bounds the length, and the least
         bound is kept."""
-        if not reset.is_integer():
-            self._whole_resets = False
         oldest = 0
         if self._length is not None:
             # The server counted this response's request when it reached it, after we
