@@ -22,9 +22,9 @@ client's. Scenarios:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
-import os
 import shutil
 import signal
 import subprocess
@@ -36,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.clientenv import client_environment
 from mavera_cli.mock import MockServer
 
 HERE = Path(__file__).resolve().parent
@@ -49,10 +50,25 @@ def prompts(count: int, path: Path) -> Path:
     return path
 
 
+@functools.cache
+def _environment() -> tuple[dict[str, str], list[str]]:
+    try:
+        return client_environment(HERE / "results" / "pycache")
+    except OSError:
+        return client_environment(Path(tempfile.gettempdir()) / "mavera-bench-pycache")
+
+
 def env() -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("MAVERA_", "OPENAI_"))}
-    keep.pop("PYTHONUNBUFFERED", None)
-    return {**keep, "MAVERA_API_KEY": "bench-key", "MAVERA_RETRIES": "10"}
+    """A user's environment (bench/clientenv.py), with a dummy key."""
+    return {**_environment()[0], "MAVERA_API_KEY": "bench-key", "MAVERA_RETRIES": "10"}
+
+
+def warm_up(work: Path) -> None:
+    """One untimed run of every client: bytecode caches, page cache."""
+    source = prompts(4, work / "warm.txt")
+    for name in CLIENTS:
+        with MockServer() as server:
+            timed(client_cmd(name, server.base_url, source, 4), work / "warm.out")
 
 
 def mavera() -> list[str]:
@@ -230,8 +246,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale = 4 if args.quick else 1
     only = set(args.only.split(","))
     report: list[str] = [f"# mavera batch bench ({'quick' if args.quick else 'full'})"]
+    cleared = _environment()[1]
+    if cleared:
+        report.append(f"cleared for the clients: {', '.join(cleared)}")
     with tempfile.TemporaryDirectory(prefix="mavera-bench-batch-") as tmp:
         work = Path(tmp)
+        warm_up(work)
         if "fanout" in only:
             report += fanout(work, 2000 // scale, 200 // scale)
         if "paced" in only:

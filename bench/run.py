@@ -43,6 +43,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.clientenv import client_environment
 from bench.streams import Spec, build, json_document, make_deltas
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +53,6 @@ PROMPT = "benchmark"
 API_KEY = "bench-not-a-real-key"
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 BUSY_WARN = 0.10  # fraction of all CPUs busy with other work before a scenario
-KEEP_PYTHON_VARS = {"PYTHONPATH", "PYTHONHOME", "PYTHONPYCACHEPREFIX"}
 SCENARIOS = (
     "throughput",
     "big",
@@ -284,27 +284,12 @@ class Context:
         self.repeat: int = args.repeat or (3 if args.quick else 5)
         self.cold_runs = max(5, self.sizes.cold_factor * self.repeat)
         self.tmp = Path(tempfile.mkdtemp(prefix="mavera-bench-"))
-        # The clients get a user's environment: no proxies, no MAVERA_/OPENAI_ settings, and
-        # no PYTHON* switches (sandboxes and CI set PYTHONUNBUFFERED, which changes how the
-        # baselines write, and PYTHONDONTWRITEBYTECODE, which makes every start recompile).
-        # Bytecode goes to a cache of our own, so nothing is written next to the sources.
-        self.cleared = sorted(
-            k for k in os.environ if k.startswith("PYTHON") and k not in KEEP_PYTHON_VARS
-        )
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.lower().endswith("_proxy")
-            and not k.startswith(("MAVERA_", "OPENAI_"))
-            and k not in self.cleared
-        }
-        self.env.update(MAVERA_API_KEY=API_KEY, OPENAI_API_KEY=API_KEY, NO_COLOR="1")
         cache = args.out / "pycache"
         try:
-            cache.mkdir(parents=True, exist_ok=True)
+            self.env, self.cleared = client_environment(cache)
         except OSError:
-            cache = self.tmp / "pycache"
-        self.env["PYTHONPYCACHEPREFIX"] = str(cache)
+            self.env, self.cleared = client_environment(self.tmp / "pycache")
+        self.env.update(MAVERA_API_KEY=API_KEY, OPENAI_API_KEY=API_KEY, NO_COLOR="1")
         # First, while this process is still small: see bench/spawner.py.
         self.spawner = Spawner(self.env)
         self.mavera, self.mavera_how = self._find_mavera(args.mavera)
