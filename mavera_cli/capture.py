@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -103,7 +102,7 @@ def _create_temporary(target: str, mode: int | None) -> tuple[str, BinaryIO]:
     """A new file of ours beside `target`, with `target`'s permissions if it exists."""
     folder, name = os.path.split(target)
     while True:
-        temp = os.path.join(folder, f".{name}.mavera-{secrets.token_hex(4)}.tmp")
+        temp = os.path.join(folder, f".{name}.mavera-{os.urandom(4).hex()}.tmp")
         try:
             # 0o666 less the umask, like a file `open(..., "wb")` would create.
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
