@@ -17,7 +17,7 @@ import typer
 
 from mavera_cli import __version__
 from mavera_cli.errors import EXIT_CODE_MEANINGS
-from mavera_cli.typer_options import UsageLineCommand
+from mavera_cli.typer_options import UsageLineCommand, command_group
 
 
 def _exit_code_table() -> str:
@@ -70,18 +70,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _build(only: str | None = None) -> typer.Typer:
     """The app: every command, or only the one named."""
-    built = typer.Typer(
-        name="mavera",
-        help=(
-            "Command-line client for the Mavera Responses API: streams answers as they "
-            "arrive, and ends with an exit code that says exactly how the request ended."
-        ),
+    built = command_group(
+        "mavera",
+        "Command-line client for the Mavera Responses API: streams answers as they arrive, "
+        "and ends with an exit code that says exactly how the request ended.",
         epilog=_exit_code_table(),
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
-        rich_markup_mode=None,
-        context_settings={"help_option_names": ["-h", "--help"]},
     )
     built.callback()(main_callback)
     for name, (module, attribute) in COMMANDS.items():

@@ -337,3 +337,15 @@ class UsageLineCommand(typer.core.TyperCommand):
             else:
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
+
+
+def command_group(name: str, help_text: str, **settings: Any) -> typer.Typer:
+    """A Typer app (the whole tree, or a group such as `sessions`) with the help every mavera
+    command has: `-h` as well as `--help`, plain text (no rich markup)."""
+    return typer.Typer(
+        name=name,
+        help=help_text,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        **settings,
+    )

@@ -12,6 +12,7 @@ from mavera_cli.options import DiagnosticOptions, RequestOptions
 from mavera_cli.typer_options import (
     JsonLinesFlag,
     UsageLineCommand,
+    command_group,
     diagnostic_options,
     reporter_of,
     request_options,
@@ -45,12 +46,10 @@ def chat(ctx: typer.Context, *, opts: RequestOptions) -> None:
     run_chat(reporter_of(ctx), opts)
 
 
-sessions_app = typer.Typer(
-    name="sessions",
-    help="List, show and remove saved conversations (`--session NAME`).",
+sessions_app = command_group(
+    "sessions",
+    "List, show and remove saved conversations (`--session NAME`).",
     invoke_without_command=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 

@@ -14,6 +14,7 @@ from mavera_cli.typer_options import (
     JsonLinesFlag,
     UsageLineCommand,
     account_options,
+    command_group,
     diagnostic_options,
     reporter_of,
 )
@@ -180,11 +181,7 @@ def mock(
     server.serve_forever()
 
 
-config_app = typer.Typer(
-    name="config",
-    help="Show the settings mavera uses and where each comes from.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+config_app = command_group(
+    "config", "Show the settings mavera uses and where each comes from.", no_args_is_help=True
 )
 config_app.command("show", cls=UsageLineCommand)(config_show)
