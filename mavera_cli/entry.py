@@ -44,9 +44,14 @@ def run() -> NoReturn:
     # the atexit handlers run, the standard streams flush, no other thread is at work, and
     # no profiler or coverage tool waits for the script to return to write its data.
     main_thread = threading.main_thread()
-    if _watched() or any(not t.daemon for t in threading.enumerate() if t is not main_thread):
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # private; in every CPython 3
+    if (
+        run_exit_handlers is None
+        or _watched()
+        or any(not t.daemon for t in threading.enumerate() if t is not main_thread)
+    ):
         sys.exit(code)
-    atexit._run_exitfuncs()
+    run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:
