@@ -18,6 +18,7 @@ import pytest
 from mavera_cli.mock import MockServer
 from tests.conftest import one_line_error, run_mavera
 from tests.scripted_server import Exchange, ScriptedServer, Wire, text_stream
+from tests.test_sessions import FUNCTIONS
 
 
 @pytest.fixture
@@ -219,21 +220,7 @@ def test_json_items_hold_the_parsed_object_and_an_item_schema_wins(
 
 def test_tools_items_hold_the_parsed_calls(tmp_path: Path, mock: MockServer) -> None:
     functions = tmp_path / "f.json"
-    functions.write_text(
-        json.dumps(
-            [
-                {
-                    "type": "function",
-                    "name": "get_weather",
-                    "parameters": {
-                        "type": "object",
-                        "properties": {"city": {"type": "string"}},
-                        "required": ["city"],
-                    },
-                }
-            ]
-        )
-    )
+    functions.write_text(json.dumps(FUNCTIONS))
     result = run_mavera(
         ["batch", "--lines", "-", "--as", "tools", "--functions", str(functions)],
         stdin=b"weather in Paris?\n",

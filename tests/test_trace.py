@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import TEST_KEY, mavera_env, run_mavera
-from tests.scripted_server import DONE, sse_event, text_stream
+from tests.conftest import TEST_KEY, Result, mavera_env, run_mavera
+from tests.scripted_server import DONE, ScriptedServer, sse_event, text_stream
 
 PAUSE = 0.3
 
@@ -43,6 +43,12 @@ def paused_handler(chunks: list[bytes], headers: dict[str, str] | None = None):
     return handler
 
 
+def _stream_traced_and_captured(server: ScriptedServer, trace: Path, raw: Path) -> Result:
+    """`mavera stream` with both a trace and a raw capture of the same run."""
+    args = ["stream", "--trace", str(trace), "--save-raw", str(raw)]
+    return run_mavera([*args, "--base-url", server.base_url, "hi"])
+
+
 def test_trace_logs_request_response_reads_and_end(server, tmp_path: Path) -> None:
     events = b"".join(text_stream(["Hel", "lo ", "wor", "ld"]))
     # Split mid-event, and a pause after each piece: three reads at least PAUSE apart.
@@ -50,18 +56,7 @@ def test_trace_logs_request_response_reads_and_end(server, tmp_path: Path) -> No
     pieces = [events[:cut], events[cut : cut + 40], events[cut + 40 :]]
     server.script(paused_handler(pieces, {"X-Echo": f"key={TEST_KEY}", "Set-Cookie": "s=1"}))
     trace, raw = tmp_path / "run.trace", tmp_path / "run.sse"
-    result = run_mavera(
-        [
-            "stream",
-            "--trace",
-            str(trace),
-            "--save-raw",
-            str(raw),
-            "--base-url",
-            server.base_url,
-            "hi",
-        ]
-    )
+    result = _stream_traced_and_captured(server, trace, raw)
     assert result.stdout == b"Hello world\n"
     lines = trace_lines(trace)
     kinds = [line["type"] for line in lines]
@@ -100,18 +95,7 @@ def test_non_utf8_reads_are_base64_and_the_key_in_the_body_is_masked(
     pieces = [events[:split], events[split:key_split], events[key_split:]]
     server.script(paused_handler(pieces))
     trace, raw = tmp_path / "run.trace", tmp_path / "run.sse"
-    run_mavera(
-        [
-            "stream",
-            "--trace",
-            str(trace),
-            "--save-raw",
-            str(raw),
-            "--base-url",
-            server.base_url,
-            "hi",
-        ]
-    )
+    _stream_traced_and_captured(server, trace, raw)
     lines = trace_lines(trace)
     reads = [line for line in lines if line["type"] == "mavera.read"]
     assert "b64" in reads[0] and "data" not in reads[0]
