@@ -3,6 +3,7 @@ counts them per key (at most N requests in any SECONDS), with what its headers r
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -20,6 +21,7 @@ class WindowState:
     limit: int
     remaining: int
     reset: float  # Unix time when the oldest request in the window leaves it
+    retry_after: int  # whole seconds until then (at least 1), on the window's own clock
 
 
 class SlidingWindow:
@@ -56,7 +58,8 @@ class SlidingWindow:
             if admitted:
                 starts.append(now)
             reset = starts[0] + self.seconds if starts else now + self.seconds
-            return WindowState(admitted, self.limit, self.limit - len(starts), reset)
+            retry_after = max(1, math.ceil(reset - now))
+            return WindowState(admitted, self.limit, self.limit - len(starts), reset, retry_after)
 
 
 def parse_rate_limit(spec: str) -> SlidingWindow:

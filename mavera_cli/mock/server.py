@@ -176,8 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._window_state = window.take()
             if not self._window_state.admitted:
                 owner._count_rate_limited()
-                retry_after = max(1, math.ceil(self._window_state.reset - time.time()))
-                self._send_fault(Fault(FaultKind.RATE_LIMIT), {"Retry-After": str(retry_after)})
+                retry_after = str(self._window_state.retry_after)
+                self._send_fault(Fault(FaultKind.RATE_LIMIT), {"Retry-After": retry_after})
                 return
         if self.command != method:
             message = f"Method {self.command} not allowed on {path}; use {method}."
