@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from mavera_cli.mock import MockServer
+from mavera_cli.mock.ratelimit import SlidingWindow, WindowState
 from tests.conftest import one_line_error, run_mavera
 from tests.scripted_server import Exchange, ScriptedServer, Wire, text_stream
 from tests.test_sessions import FUNCTIONS
@@ -300,6 +301,37 @@ def test_a_sliding_window_is_never_exceeded(tmp_path: Path) -> None:
         assert server.rate_limited == 0, "a request was started that the window could not take"
         assert max(server.inputs_seen.values()) == 1
     assert len(results(result.stdout)) == 12
+
+
+class RecordedWindow(SlidingWindow):
+    """The mock's window on a clock `behind` seconds behind ours, noting each request's fate."""
+
+    def __init__(self, limit: int, behind: float) -> None:
+        super().__init__(limit, 1.0, lambda: time.time() - behind, fractional_reset=True)
+        self.admitted: list[bool] = []
+
+    def take(self) -> WindowState:
+        state = super().take()
+        self.admitted.append(state.admitted)
+        return state
+
+
+def test_a_server_clock_behind_ours_costs_two_corrections_not_a_429_per_window(
+    tmp_path: Path,
+) -> None:
+    """X-RateLimit-Reset is on the server's clock; 0.5 s behind ours, a 1 s window looks half
+    as long. The 429s that follow teach the limiter to go by what Remaining counted."""
+    source = tmp_path / "p.txt"
+    source.write_text("".join(f"p{n}\n" for n in range(40)))
+    with MockServer(think_ms=20) as server:
+        server.window = window = RecordedWindow(10, behind=0.5)
+        result = run_mavera(["batch", "--lines", str(source), "-j", "4"], env=_at(server))
+        assert max(server.inputs_seen.values()) <= 3
+    assert [line["exit_code"] for line in results(result.stdout)] == [0] * 40
+    # Each correction costs at most the -j requests in flight (before: 13 to 18 of 30 items,
+    # one every window); none once corrected.
+    assert window.admitted.count(False) <= 8
+    assert all(window.admitted[-20:])
 
 
 def test_rpm_spaces_the_starts(tmp_path: Path, mock: MockServer) -> None:

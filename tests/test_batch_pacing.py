@@ -9,6 +9,7 @@ import pytest
 
 from mavera_cli.batch.pacing import Limiter, Stopped
 from mavera_cli.client import RateLimitHeaders
+from mavera_cli.mock.ratelimit import SlidingWindow
 
 
 def blocks(limiter: Limiter, wait: float = 0.3) -> bool:
@@ -198,22 +199,78 @@ def test_requests_of_others_on_the_key_shrink_our_share_of_the_window() -> None:
 
 
 def test_429s_despite_a_wider_margin_give_up_the_whole_seconds() -> None:
+    """A server that sends no Remaining: Reset's bound is all there is."""
+
     def refused_twice_then(now: float) -> Limiter:
         clock = Clock(1000.2)
         limiter = Limiter(clock=clock)
         limiter.acquire()
-        limiter.observe(RateLimitHeaders(1, 0, 1002.0))  # taken for 1 s, bounded by 1.8 s
+        limiter.observe(RateLimitHeaders(1, None, 1002.0))  # taken for 1 s, bounded by 1.8 s
         clock.now = 1001.3
+        limiter.acquire()  # the window lasts longer than 1 s after all (say 1.5 s)
+        limiter.observe(RateLimitHeaders(1, None, 1002.0, retry_after=0.01))
+        clock.now = 1002.4
+        limiter.acquire()  # 1 s and a margin of 0.06 s after it
+        limiter.observe(RateLimitHeaders(1, None, 1004.0))
+        clock.now = 1003.5
         limiter.acquire()
-        for _ in range(2):  # the window lasts longer than 1 s after all (say 1.5 s)
-            limiter.observe(RateLimitHeaders(1, 0, 1002.0, retry_after=0.01))
+        limiter.observe(RateLimitHeaders(1, None, 1004.0, retry_after=0.01))
         clock.now = now
         return limiter
 
-    # Before: still 1 s (and a margin of 0.12 s) after the last start, 1002.42; now the
+    # Before: still 1 s (and a margin of 0.12 s) after the last start, 1004.62; now the
     # bound Reset gave, 1.8 s and the margin.
-    assert blocks(refused_twice_then(1002.7))
-    assert not blocks(refused_twice_then(1003.35))
+    assert blocks(refused_twice_then(1004.7))
+    assert not blocks(refused_twice_then(1005.45))
+
+
+def test_the_429s_of_one_early_wave_widen_the_margin_once() -> None:
+    def refused_together_then(now: float) -> Limiter:
+        clock = Clock(1000.0)
+        limiter = Limiter(clock=clock)
+        for remaining in (2, 1, 0):
+            limiter.acquire()
+            limiter.observe(RateLimitHeaders(3, remaining, 1001.0))  # 3 per second, exactly
+        clock.now = 1001.04
+        for _ in range(3):
+            limiter.acquire()
+        for _ in range(3):  # all three came back 429: one mistake, not three
+            limiter.observe(RateLimitHeaders(3, 0, 1001.05, retry_after=0.01))
+        clock.now = now
+        return limiter
+
+    # Before: a margin doubled three times (0.24 s), nothing until 1002.28; now once (0.06 s).
+    assert blocks(refused_together_then(1002.09))
+    assert not blocks(refused_together_then(1002.11))
+
+
+def test_a_server_clock_behind_ours_gives_way_to_what_its_counts_say() -> None:
+    """Reset is on the server's clock: 0.4 s behind ours, a 1 s window looks 0.6 s long.
+    Once 429s say so, the length comes from Remaining, which needs no clock."""
+
+    def skewed_then(now: float) -> Limiter:
+        clock = Clock(1000.0)
+        limiter = Limiter(clock=clock)
+        server = SlidingWindow(2, 1.0, lambda: clock.now - 0.4, fractional_reset=True)
+
+        def start(at: float) -> bool:
+            clock.now = at
+            limiter.acquire()
+            state = server.take()
+            retry_after = None if state.admitted else 0.01
+            limiter.observe(RateLimitHeaders(2, state.remaining, state.reset, retry_after))
+            return state.admitted
+
+        assert start(1000.0) and start(1000.0)
+        assert not start(1000.65)  # slid 0.6 s and a margin after them: refused
+        assert start(1001.7) and start(1001.7)
+        assert not start(1002.4)  # the same 0.6 s, the wider margin: refused again
+        clock.now = now
+        return limiter
+
+    # Now a window of 1 s and the margin after the first two of the last three starts.
+    assert blocks(skewed_then(1002.74))
+    assert not blocks(skewed_then(1002.78))
 
 
 def test_workers_in_line_sleep_until_their_own_slot() -> None:

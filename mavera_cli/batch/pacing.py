@@ -1,18 +1,24 @@
 """`batch` pacing: one limiter shared by every worker, fed by every response's headers.
 
 It never starts a request the server's window cannot take. Once it knows the window's limit
-(`X-RateLimit-Limit`) and length (learned from `X-RateLimit-Reset`), it slides the window
-itself over its own start times, a small margin later than the server's, so each request
-starts as soon as the one a window before it has left the server's window; what the server
-counts beyond our own starts (another process on the key) shrinks our share. A Reset in
-whole seconds (as Mavera sends it) bounds the length only to within a second, and an exact
-one only to within the trip of the request that taught it, so a window is taken to last
-whole seconds (Mavera's is 60) until 429s say otherwise. Before it knows the window (or when
-others fill it), it counts the starts the last `X-RateLimit-Remaining` did not see yet,
-waits for Reset and lets one request through to learn the window anew (at the very start,
-a first wave of a few requests learns it). A 429 pauses every worker for its Retry-After
-and widens the margin. `--rpm N` spaces starts 60/N s apart. Every wait ends early when the
-batch stops (Ctrl-C, a 401), so no thread outlives the run by more than a poll.
+(`X-RateLimit-Limit`) and length (bounded from above by `X-RateLimit-Reset` and by what
+`X-RateLimit-Remaining` counted), it slides the window itself over its own start times, a
+small margin later than the server's, so each request starts as soon as the one a window
+before it has left the server's window; what the server counts beyond our own starts
+(another process on the key) shrinks our share. A Reset in whole seconds (as Mavera sends
+it) bounds the length only to within a second, and an exact one only to within the trip of
+the request that taught it, so a window is taken to last whole seconds (Mavera's is 60)
+until 429s say otherwise. Reset is a time on the server's clock, set against our starts
+on ours: a server clock behind ours makes that bound too short (429s every window), one
+ahead makes it too long (slower by as much, never a 429). What Remaining counted bounds the
+length on our clock alone, more loosely; when 429s go on despite a wider margin, the bound
+in use gives way to the other. Before it knows the window (or when others fill it), it
+counts the starts the last `X-RateLimit-Remaining` did not see yet, waits for Reset and
+lets one request through to learn the window anew (at the very start, a first wave of a
+few requests learns it). A 429 pauses every worker for its Retry-After and, once for the
+requests started before it, widens the margin. `--rpm N` spaces starts 60/N s apart.
+Every wait ends early when the batch stops (Ctrl-C, a 401), so no thread outlives the run
+by more than a poll.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ _MARGIN_SECONDS = 0.03
 _MAX_MARGIN_SECONDS = 0.24
 # Requests reach the server up to this much out of the order we started them: learning the
 # window's length from a start that may not be the server's oldest only loosens the bound,
-# while missing the server's oldest would make it too tight.
+# while missing the server's oldest would make it too tight. (Likewise a start this much
+# before another has reached the server before it.)
 _REORDER_SECONDS = 0.25
 # Before the first response tells the window, this many requests may start: a burst of -j
 # into a window that may be nearly full would come back 429, while one at a time costs a
@@ -86,17 +93,25 @@ class Limiter:
         # Until the first response tells the window, at most _FIRST_WAVE requests at once.
         self._learned = False
         # Our own starts, oldest first, to slide the window locally: the limit comes from
-        # Limit, the length from Reset (see _learn_length). Kept a while past the window,
-        # so a late response can still be set against the starts it saw.
+        # Limit, the length from Reset and Remaining (see _learn_from_reset and
+        # _learn_from_count). Kept a while past the window, so a late response can still be
+        # set against the starts it saw.
         self._starts: list[float] = []
         self._limit: int | None = None
-        self._length: float | None = None  # the least upper bound Reset gave
+        self._reset_bound: float | None = None  # the least upper bound Reset gave
+        self._count_bound: float | None = None  # the least upper bound Remaining gave
+        # A bound that drew 429s is not believed again (for Reset: a server clock behind
+        # ours; for Remaining: a server that counts late).
+        self._believed = {"reset": True, "count": True}
         # Reset bounds the length only from above: to within a second when it comes in whole
         # seconds (as Mavera sends it), to within the trip of the request that taught it
         # when exact (a fresh connection's first request: ~5 ms on loopback, added to every
         # window after). The window is taken to last whole seconds, until 429s say otherwise.
         self._assume_whole = True
         self._margin = _MARGIN_SECONDS
+        # When the last 429 changed how we slide: the 429s of requests started before then
+        # are the same mistake, answered already.
+        self._corrected_at = 0.0
         # Requests in the server's window that are not ours (another process on the key),
         # as the latest response (by its start) counted them.
         self._foreign = 0
@@ -140,6 +155,7 @@ class Limiter:
             if self._queue and self._next_in_line_may_go(now):
                 self._cond.notify_all()
             self._mine.start = now
+            self._mine.slid = self._span() is not None
             self._unseen += 1
             if self._remaining is not None:
                 self._remaining -= 1
@@ -170,11 +186,17 @@ class Limiter:
         self._remaining = 1 if self._unseen == 0 else 0
         return 0.0 if self._remaining else _POLL_SECONDS
 
+    def _bounds(self) -> dict[str, float]:
+        """The upper bounds on the window's length that are known and still believed."""
+        bounds = {"reset": self._reset_bound, "count": self._count_bound}
+        return {k: v for k, v in bounds.items() if v is not None and self._believed[k]}
+
     def _span(self) -> float | None:
         """How long one of our starts counts in the server's window; None while unknown."""
-        if self._length is None:
+        bounds = self._bounds()
+        if not bounds:
             return None
-        length = self._length
+        length = min(bounds.values())
         if self._assume_whole and length >= 1:
             # The bound exceeds the length by up to a second: a window of whole seconds is
             # the largest whole number in it.
@@ -199,25 +221,43 @@ class Limiter:
             return later * span  # the first of those may start now
         return starts[slot - later * allowed] + (later + 1) * span - now
 
-    def _learn_length(self, reset: float, now: float) -> None:
+    def _learn_from_reset(self, reset: float, now: float) -> None:
         """The window's length, from above: Reset is when the oldest request the server still
         counts leaves it, and that request started no earlier than our oldest start that may
         still be in the window; so Reset minus that start bounds the length, and the least
-        bound is kept."""
+        bound is kept. (Only while the server's clock is not behind ours.)"""
         oldest = 0
-        if self._length is not None:
+        if self._reset_bound is not None:
             # The server counted this response's request when it reached it, after we
             # started it: nothing started a window (the bound known so far, never the
             # assumed whole seconds) before that can be in its count. (Not a window before
             # now: the response comes a think time after the server counted it.)
             mine: float | None = getattr(self._mine, "start", None)
             seen = now if mine is None else mine
-            oldest = bisect_right(self._starts, seen - self._length - _REORDER_SECONDS)
+            oldest = bisect_right(self._starts, seen - self._reset_bound - _REORDER_SECONDS)
         if oldest >= len(self._starts):
             return
         bound = reset - self._starts[oldest]
-        if bound > 0 and (self._length is None or bound < self._length):
-            self._length = bound
+        if bound > 0 and (self._reset_bound is None or bound < self._reset_bound):
+            self._reset_bound = bound
+
+    def _learn_from_count(self, limit: int, remaining: int) -> None:
+        """The window's length, from above, on our clock alone. Besides this thread's request
+        the server counted at most `limit - remaining` (one fewer if, like most, it counts
+        this one in Remaining too). Our starts a reorder time before this one had reached
+        it, so of those, going back from the latest, the one past that many had left its
+        window: this request started less than a window (and a reorder time) after it."""
+        start: float | None = getattr(self._mine, "start", None)
+        if start is None:
+            return
+        others = max(0, limit - remaining)
+        arrived = bisect_right(self._starts, start - _REORDER_SECONDS)
+        gone = arrived - others - 1  # the most recent of our starts the server no longer counts
+        if gone < 0:
+            return
+        bound = start - self._starts[gone] + _REORDER_SECONDS
+        if self._count_bound is None or bound < self._count_bound:
+            self._count_bound = bound
 
     def _count_foreign(self, remaining: int) -> None:
         """Set the server's count, when it answered this thread's request, against our own
@@ -242,10 +282,11 @@ class Limiter:
             if window.limit is not None:
                 self._limit = window.limit
             if window.reset is not None:
-                self._learn_length(window.reset, now)
+                self._learn_from_reset(window.reset, now)
             self._unseen = max(0, self._unseen - 1)
             if window.remaining is not None:
-                if window.retry_after is None:
+                if window.retry_after is None and self._limit is not None:
+                    self._learn_from_count(self._limit, window.remaining)
                     self._count_foreign(window.remaining)
                 # Requests started since are not in the server's count yet.
                 estimate = max(0, window.remaining - self._unseen)
@@ -282,19 +323,27 @@ class Limiter:
     def _pause(self, seconds: float) -> None:
         """A 429: nobody starts anything for `seconds` (whether or not it is retried)."""
         self.pauses += 1
-        if self._margin < 2 * _MARGIN_SECONDS:
-            # Most likely our starts reached the server less evenly than the margin allows.
-            self._margin = min(_MAX_MARGIN_SECONDS, 2 * self._margin)
-        else:
-            # Again, with the wider margin: the window does not last the whole seconds it
-            # was taken for, go by the bound Reset gave.
-            self._margin = min(_MAX_MARGIN_SECONDS, 2 * self._margin)
-            self._assume_whole = False
         self._paused_until = max(self._paused_until, self._clock() + seconds)
         # The 429's own Retry-After says when to come back: it outranks a Reset that the
         # same answer may put further away.
         if self._remaining == 0:
             self._reset = min(self._reset, self._paused_until)
+        start: float | None = getattr(self._mine, "start", None)
+        if not getattr(self._mine, "slid", False) or start is None or start <= self._corrected_at:
+            return  # not slid on our starts (the window was unknown), or answered already
+        self._corrected_at = self._clock()
+        bounds = self._bounds()
+        if self._margin >= 2 * _MARGIN_SECONDS and len(bounds) == 2:
+            # Again, with the wider margin: the bound in use is wrong (Reset's, from a server
+            # clock behind ours; Remaining's, from a server that counts late): the other one.
+            self._believed[min(bounds, key=bounds.__getitem__)] = False
+            return
+        if self._margin >= 2 * _MARGIN_SECONDS:
+            # The window does not last the whole seconds it was taken for: go by the bound.
+            self._assume_whole = False
+        # (The first time: most likely our starts reached the server less evenly than the
+        # margin allows.)
+        self._margin = min(_MAX_MARGIN_SECONDS, 2 * self._margin)
 
     def sleep(self, seconds: float) -> None:
         """A retry's wait (from the core), cut short when the batch stops."""
