@@ -45,13 +45,16 @@ def should_retry(error: MaveraError) -> bool:
 def parse_retry_after(
     headers: Mapping[str, str], now: Callable[[], float] = time.time
 ) -> float | None:
-    """Seconds the server asks us to wait: `retry-after-ms`, then `Retry-After` (secs or date)."""
+    """Seconds the server asks us to wait: `retry-after-ms`, then `Retry-After` (secs or date).
+
+    A value that is not a finite number of seconds (`inf`, `1e400`) is no wait at all.
+    """
     lowered = {name.lower(): value for name, value in headers.items()}
     millis = lowered.get("retry-after-ms")
     if millis is not None:
         try:
             value = float(millis) / 1000
-            if value >= 0:
+            if 0 <= value < math.inf:
                 return value
         except ValueError:
             pass
@@ -60,7 +63,7 @@ def parse_retry_after(
         return None
     try:
         value = float(header)
-        return value if value >= 0 else None
+        return value if 0 <= value < math.inf else None
     except ValueError:
         pass
     try:
@@ -80,12 +83,21 @@ def too_long_to_wait(retry_after: float) -> bool:
 
 def come_back_after(retry_after: float, now: Callable[[], float] = time.time) -> str:
     """When to try again, for the message of a run that gave up on a long Retry-After."""
-    seconds = math.ceil(retry_after)
-    until = time.strftime("%H:%M:%S", time.gmtime(now() + seconds))
     return (
-        f"the server asks to wait {seconds}s (until {until} UTC), longer than mavera waits "
+        f"the server asks to wait {wait_until(retry_after, now)}, longer than mavera waits "
         f"({MAX_RETRY_AFTER:g}s): not retried, try again then"
     )
+
+
+def wait_until(retry_after: float, now: Callable[[], float] = time.time) -> str:
+    """`90s (until 00:01:30 UTC)`: a long wait, and when it ends."""
+    seconds = math.ceil(retry_after)
+    try:
+        # Past a day, the clock time alone would be ambiguous: the date too.
+        shown = "%Y-%m-%d %H:%M:%S" if seconds >= 86_400 else "%H:%M:%S"
+        return f"{seconds}s (until {time.strftime(shown, time.gmtime(now() + seconds))} UTC)"
+    except (OverflowError, OSError, ValueError):  # past any calendar this platform has
+        return f"{retry_after:.3g}s"
 
 
 def backoff(

@@ -136,6 +136,16 @@ ROWS: dict[str, Row] = {
         ["429"],
         retries=1,
     ),
+    "429 with an endless Retry-After (inf): the usual backoff": Row(
+        [status(429, "slow", {"Retry-After": "inf"}), ok], 0, b"Hello, world\n", 2, ["retry 1"]
+    ),
+    "429 with a Retry-After past any calendar": Row(
+        [status(429, "later", {"Retry-After": "1e300"})],
+        5,
+        b"",
+        1,
+        ["429", "asks to wait 1e+300s", "try again then"],
+    ),
     "500 until retries run out": Row(
         [status(500, "internal_error")], 8, b"", 3, ["500", "internal_error"]
     ),

@@ -53,6 +53,9 @@ def test_retry_after_forms() -> None:
     assert retry.parse_retry_after({"Retry-After": date}, now=lambda: now) == pytest.approx(12)
     assert retry.parse_retry_after({"Retry-After": "soon"}) is None
     assert retry.parse_retry_after({"Retry-After": "-3"}) is None
+    for endless in ("inf", "1e400", "nan"):  # no wait at all: the usual backoff
+        assert retry.parse_retry_after({"Retry-After": endless}) is None
+    assert retry.parse_retry_after({"retry-after-ms": "inf", "Retry-After": "2"}) == 2
     assert retry.parse_retry_after({}) is None
 
 
@@ -94,3 +97,10 @@ def test_event_parser_raises_only_our_own_error(data: bytes, name: str) -> None:
     except InvalidOutputError:
         return
     assert event is None or isinstance(event.data, dict)
+
+
+def test_a_long_wait_is_told_with_its_date_and_one_past_any_calendar_without() -> None:
+    assert retry.wait_until(90, now=lambda: 0) == "90s (until 00:01:30 UTC)"
+    assert retry.wait_until(2 * 86_400, now=lambda: 0) == "172800s (until 1970-01-03 00:00:00 UTC)"
+    assert retry.wait_until(1e300, now=lambda: 0) == "1e+300s"
+    assert "asks to wait 1e+300s, longer than" in retry.come_back_after(1e300)
