@@ -6,6 +6,7 @@ Knows nothing of SSE, rendering or retries; the key lives only in the Authorizat
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ class RateLimitHeaders:
     """What one response said of the key's window (protocol.md §4.3); None where not sent.
 
     `reset` is a Unix time in seconds, as Mavera documents it; a fractional value is kept.
+    A server that sends milliseconds, or seconds from now (as the IETF RateLimit-Reset draft
+    does), has its value read as such, not as a time centuries away or decades past.
     """
 
     limit: int | None
@@ -56,13 +59,26 @@ class RateLimitHeaders:
         return cls(
             None if limit is None else int(limit),
             None if remaining is None else int(remaining),
-            reset,
+            None if reset is None else _unix_time(reset),
             parse_retry_after(headers) if response.status_code == 429 else None,
         )
 
 
 RateLimitSink = Callable[[RateLimitHeaders], None]
 _RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+# Unix times in seconds run from 1e9 (2001) to 1e11 (year 5138): below, seconds from now;
+# above, milliseconds.
+_UNIX_SECONDS = (1e9, 1e11)
+
+
+def _unix_time(reset: float, now: Callable[[], float] = time.time) -> float:
+    if reset < _UNIX_SECONDS[0]:
+        return now() + reset
+    if reset >= _UNIX_SECONDS[1]:
+        return reset / 1000
+    return reset
 
 
 def _number(value: str | None) -> float | None:

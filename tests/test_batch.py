@@ -334,6 +334,58 @@ def test_a_server_clock_behind_ours_costs_two_corrections_not_a_429_per_window(
     assert all(window.admitted[-20:])
 
 
+def test_a_retry_after_longer_than_mavera_waits_stops_the_batch(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    """Before, every worker paused for the hour the server asked for."""
+
+    def refuse(exchange: Exchange, wire: Wire) -> None:
+        time.sleep(0.05)
+        wire.respond(429, {"error": {"message": "Quota used up."}}, {"Retry-After": "3600"})
+
+    server.script(refuse)
+    source = tmp_path / "p.txt"
+    source.write_text("".join(f"p{n}\n" for n in range(20)))
+    started = time.monotonic()
+    result = run_mavera(
+        ["batch", "--lines", str(source), "-j", "2", "--base-url", server.base_url], expect=13
+    )
+    assert time.monotonic() - started < 30
+    assert len(server.requests) <= 2, "nothing starts after the first such 429"
+    lines = results(result.stdout)
+    assert len(lines) == len(server.requests)
+    assert {line["exit_code"] for line in lines} == {5}
+    assert all("try again then" in line["message"] for line in lines)
+    one_line_error(result.stderr, "not started (the server asks to wait 3600s (until ")
+
+
+@pytest.mark.parametrize("form", ["milliseconds", "seconds from now"])
+def test_a_reset_in_another_form_than_unix_seconds_is_read_as_such(
+    tmp_path: Path, server: ScriptedServer, form: str
+) -> None:
+    """Mavera sends a Unix time in seconds; a server that sends milliseconds (before: an
+    internal error, a wait of centuries) or seconds from now (before: a time in 1970) is
+    still paced by its window: 2 per 0.5 s here."""
+    arrivals: list[float] = []
+
+    def answer(exchange: Exchange, wire: Wire) -> None:
+        now = time.time()
+        arrivals.append(now)
+        recent = sum(1 for t in arrivals if t > now - 0.5)
+        reset = f"{(now + 0.5) * 1000:.0f}" if form == "milliseconds" else "0.5"
+        headers = {"X-RateLimit-Limit": "2", "X-RateLimit-Remaining": str(max(0, 2 - recent))}
+        wire.head(headers={**headers, "X-RateLimit-Reset": reset})
+        wire.send_chunks(text_stream(["ok"]))
+
+    server.script(answer)
+    source = tmp_path / "p.txt"
+    source.write_text("".join(f"p{n}\n" for n in range(6)))
+    result = run_mavera(["batch", "--lines", str(source), "-j", "2", "--base-url", server.base_url])
+    assert [line["exit_code"] for line in results(result.stdout)] == [0] * 6
+    assert len(arrivals) == 6
+    assert arrivals[-1] - arrivals[0] >= 0.9  # three windows of two
+
+
 def test_rpm_spaces_the_starts(tmp_path: Path, mock: MockServer) -> None:
     source = tmp_path / "p.txt"
     source.write_text("a\nb\nc\nd\n")

@@ -30,9 +30,13 @@ from collections.abc import Callable
 
 from mavera_cli.client import RateLimitHeaders
 from mavera_cli.errors import InterruptedRun
+from mavera_cli.retry import too_long_to_wait
 
 # How often a waiting worker looks at the stop flag (Ctrl-C must not wait a whole pause).
 _POLL_SECONDS = 0.1
+# The longest single sleep of a waiting worker: it looks again after that (a wait the
+# headers put years away must not overflow the platform's timeout).
+_LONGEST_SLEEP_SECONDS = 60.0
 # A request reaches the server a little after we start it, and some a little later than
 # others (threads wait their turn): slide our window this much later than the learned length.
 # (On 2 busy cores, 32 workers in line for their slots: 0.02 s drew a 429 in 2 of 6
@@ -122,6 +126,7 @@ class Limiter:
         self._tickets = 0
         self._queue: list[int] = []  # the tickets of the workers waiting to start, in order
         self.pauses = 0
+        self.gave_up_wait: float | None = None  # a Retry-After too long to wait: it stopped
 
     def acquire(self) -> None:
         """Wait until a request may start, and count it; raise Stopped if the batch ends."""
@@ -147,7 +152,9 @@ class Limiter:
                     # The whole wait: stop(), and any answer that may let a worker start
                     # sooner, wake it (polling would wake every waiting worker ten times
                     # a second, the herd the line is there to avoid).
-                    self._cond.wait(wait if wait > 0 else _TURN_SECONDS)
+                    self._cond.wait(
+                        min(wait, _LONGEST_SLEEP_SECONDS) if wait > 0 else _TURN_SECONDS
+                    )
             finally:
                 self._queue.remove(ticket)
             self._next_start = max(now, self._next_start) + self._interval
@@ -321,8 +328,15 @@ class Limiter:
             self._cond.notify_all()
 
     def _pause(self, seconds: float) -> None:
-        """A 429: nobody starts anything for `seconds` (whether or not it is retried)."""
+        """A 429: nobody starts anything for `seconds` (whether or not it is retried); for
+        longer than mavera waits out a Retry-After, nothing more (its item says when to come
+        back, and a re-run runs the rest)."""
         self.pauses += 1
+        if too_long_to_wait(seconds):
+            self.gave_up_wait = seconds
+            self._stop = True
+            self._cond.notify_all()
+            return
         self._paused_until = max(self._paused_until, self._clock() + seconds)
         # The 429's own Retry-After says when to come back: it outranks a Reset that the
         # same answer may put further away.

@@ -43,6 +43,7 @@ from mavera_cli.payload import build_payload
 from mavera_cli.render import Renderer
 from mavera_cli.render.progress import BatchProgress
 from mavera_cli.reporting import Reporter
+from mavera_cli.retry import wait_until
 from mavera_cli.schema import JSON_OBJECT_FORMAT, Schema, json_output_parser, load_schema
 
 # After Ctrl-C, how long in-flight items get to notice before the process ends anyway.
@@ -248,6 +249,8 @@ class BatchRun:
             summary += f", {failed} failed ({', '.join(f'{n} {name}' for name, n in kinds)})"
         if not_started:
             summary += f", {not_started} not started"
+            if self.limiter.gave_up_wait is not None:
+                summary += f" (the server asks to wait {wait_until(self.limiter.gave_up_wait)})"
         if skipped:
             summary += f"; {skipped} already done"
         summary += f"; {self.credits} credits; {elapsed:.1f}s"
