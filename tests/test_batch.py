@@ -359,6 +359,27 @@ def test_a_retry_after_longer_than_mavera_waits_stops_the_batch(
     one_line_error(result.stderr, "not started (the server asks to wait 3600s (until ")
 
 
+def test_a_window_that_reopens_hours_away_stops_the_batch_saying_when(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    """Before, the batch sat silent until the Reset (here, an hour; a year is no different)."""
+
+    def answer(exchange: Exchange, wire: Wire) -> None:
+        headers = {"X-RateLimit-Limit": "2", "X-RateLimit-Remaining": "0"}
+        wire.head(headers={**headers, "X-RateLimit-Reset": f"{time.time() + 3600:.0f}"})
+        wire.send_chunks(text_stream(["ok"]))
+
+    server.script(answer)
+    source = tmp_path / "p.txt"
+    source.write_text("".join(f"p{n}\n" for n in range(6)))
+    out = tmp_path / "out.jsonl"
+    args = ["batch", "--lines", str(source), "-j", "2", "-o", str(out)]
+    result = run_mavera([*args, "--base-url", server.base_url], expect=13)
+    assert len(server.requests) == 2  # the first wave, then a full window for an hour
+    assert [line["exit_code"] for line in results(out.read_bytes())] == [0, 0]
+    one_line_error(result.stderr, "2 ok, 4 not started (the server asks to wait 3", "s (until ")
+
+
 @pytest.mark.parametrize("form", ["milliseconds", "seconds from now"])
 def test_a_reset_in_another_form_than_unix_seconds_is_read_as_such(
     tmp_path: Path, server: ScriptedServer, form: str

@@ -37,6 +37,10 @@ _POLL_SECONDS = 0.1
 # The longest single sleep of a waiting worker: it looks again after that (a wait the
 # headers put years away must not overflow the platform's timeout).
 _LONGEST_SLEEP_SECONDS = 60.0
+# Mavera's window lasts a minute. A window that reopens later than this (a daily quota, a
+# server clock hours off) stops the batch, saying when, rather than sitting silent for it;
+# a re-run with -o goes on from there.
+_LONGEST_WINDOW_WAIT_SECONDS = 300.0
 # A request reaches the server a little after we start it, and some a little later than
 # others (threads wait their turn): slide our window this much later than the learned length.
 # (On 2 busy cores, 32 workers in line for their slots: 0.02 s drew a 429 in 2 of 6
@@ -149,6 +153,9 @@ class Limiter:
                     )
                     if wait <= 0 and ahead == 0:
                         break
+                    if wait > _LONGEST_WINDOW_WAIT_SECONDS:
+                        self._give_up(wait)
+                        raise Stopped()
                     # The whole wait: stop(), and any answer that may let a worker start
                     # sooner, wake it (polling would wake every waiting worker ten times
                     # a second, the herd the line is there to avoid).
@@ -333,9 +340,7 @@ class Limiter:
         back, and a re-run runs the rest)."""
         self.pauses += 1
         if too_long_to_wait(seconds):
-            self.gave_up_wait = seconds
-            self._stop = True
-            self._cond.notify_all()
+            self._give_up(seconds)
             return
         self._paused_until = max(self._paused_until, self._clock() + seconds)
         # The 429's own Retry-After says when to come back: it outranks a Reset that the
@@ -358,6 +363,13 @@ class Limiter:
         # (The first time: most likely our starts reached the server less evenly than the
         # margin allows.)
         self._margin = min(_MAX_MARGIN_SECONDS, 2 * self._margin)
+
+    def _give_up(self, wait: float) -> None:
+        """Start nothing more: the server asks for a longer wait than a batch sits out."""
+        if self.gave_up_wait is None:
+            self.gave_up_wait = wait
+        self._stop = True
+        self._cond.notify_all()
 
     def sleep(self, seconds: float) -> None:
         """A retry's wait (from the core), cut short when the batch stops."""
