@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -50,6 +51,7 @@ class RateLimitHeaders:
     remaining: int | None
     reset: float | None
     retry_after: float | None = None  # a 429's Retry-After
+    date: float | None = None  # the response's Date: the server's clock, in whole seconds
 
     @classmethod
     def from_response(cls, response: httpx.Response) -> RateLimitHeaders:
@@ -61,6 +63,7 @@ class RateLimitHeaders:
             None if remaining is None else int(remaining),
             None if reset is None else _unix_time(reset),
             parse_retry_after(headers) if response.status_code == 429 else None,
+            _http_date(headers.get("date")),
         )
 
 
@@ -79,6 +82,16 @@ def _unix_time(reset: float, now: Callable[[], float] = time.time) -> float:
     if reset >= _UNIX_SECONDS[1]:
         return reset / 1000
     return reset
+
+
+def _http_date(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
 
 
 def _number(value: str | None) -> float | None:

@@ -8,21 +8,28 @@ before it has left the server's window; what the server counts beyond our own st
 (another process on the key) shrinks our share. A Reset in whole seconds (as Mavera sends
 it) bounds the length only to within a second, and an exact one only to within the trip of
 the request that taught it, so a window is taken to last whole seconds (Mavera's is 60)
-until 429s say otherwise. Reset is a time on the server's clock, set against our starts
-on ours: a server clock behind ours makes that bound too short (429s every window), one
-ahead makes it too long (slower by as much, never a 429). What Remaining counted bounds the
-length on our clock alone, more loosely; when 429s go on despite a wider margin, the bound
-in use gives way to the other. Before it knows the window (or when others fill it), it
-counts the starts the last `X-RateLimit-Remaining` did not see yet, waits for Reset and
-lets one request through to learn the window anew (at the very start, a first wave of a
-few requests learns it). A 429 pauses every worker for its Retry-After and, once for the
-requests started before it, widens the margin. `--rpm N` spaces starts 60/N s apart.
-Every wait ends early when the batch stops (Ctrl-C, a 401), so no thread outlives the run
-by more than a poll.
+until 429s say otherwise.
+
+Reset is a time on the server's clock, set against our starts on ours: a server clock behind
+ours makes that bound too short (429s every window), one ahead makes it too long (slower by
+as much). The Date header, on the server's clock too, tells one that is off by more than a
+second or so, and the Reset is read less that. What Remaining counted bounds the length on
+our clock alone, more loosely; when 429s go on despite a wider margin, the bound in use
+gives way to the other.
+
+Before it knows the window (or when others fill it), it counts the starts the last
+`X-RateLimit-Remaining` did not see yet, waits for Reset and lets one request through to
+learn the window anew (at the very start, a first wave of a few requests learns it). A 429
+pauses every worker for its Retry-After and, once for the requests started before it, widens
+the margin; a Retry-After longer than mavera waits, or a window reopening more than 5
+minutes away, stops the batch instead. `--rpm N` spaces starts 60/N s apart. Every wait ends
+early when the batch stops (Ctrl-C, a 401), so no thread outlives the run by more than a
+poll.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from bisect import bisect_right
@@ -117,6 +124,12 @@ class Limiter:
         # window after). The window is taken to last whole seconds, until 429s say otherwise.
         self._assume_whole = True
         self._margin = _MARGIN_SECONDS
+        # How far the server's clock is ahead of ours (behind, if negative), by its Date
+        # headers: at least, and less than. Date comes in whole seconds, so this tells a
+        # clock that is off by more than a second or so; a Reset is then set against our
+        # starts less the least it is ahead (never earlier than it is on our clock).
+        self._ahead_at_least = -math.inf
+        self._ahead_less_than = math.inf
         # When the last 429 changed how we slide: the 429s of requests started before then
         # are the same mistake, answered already.
         self._corrected_at = 0.0
@@ -235,6 +248,21 @@ class Limiter:
             return later * span  # the first of those may start now
         return starts[slot - later * allowed] + (later + 1) * span - now
 
+    def _learn_clock(self, date: float, now: float) -> None:
+        """The server wrote Date (its clock, rounded down to the second) after this thread's
+        request started, and before we read it now."""
+        self._ahead_at_least = max(self._ahead_at_least, date - now)
+        start: float | None = getattr(self._mine, "start", None)
+        if start is not None:
+            self._ahead_less_than = min(self._ahead_less_than, date + 1 - start)
+
+    def _server_offset(self) -> float:
+        """What to take off the server's times to have ours: 0 unless Date says its clock is
+        off (then the least it is ahead, so a Reset is never read as earlier than it is)."""
+        if self._ahead_at_least > 0 or self._ahead_less_than < 0:
+            return self._ahead_at_least
+        return 0.0
+
     def _learn_from_reset(self, reset: float, now: float) -> None:
         """The window's length, from above: Reset is when the oldest request the server still
         counts leaves it, and that request started no earlier than our oldest start that may
@@ -295,8 +323,11 @@ class Limiter:
             now = self._clock()
             if window.limit is not None:
                 self._limit = window.limit
-            if window.reset is not None:
-                self._learn_from_reset(window.reset, now)
+            if window.date is not None:
+                self._learn_clock(window.date, now)
+            reset = None if window.reset is None else window.reset - self._server_offset()
+            if reset is not None:
+                self._learn_from_reset(reset, now)
             self._unseen = max(0, self._unseen - 1)
             if window.remaining is not None:
                 if window.retry_after is None and self._limit is not None:
@@ -306,12 +337,12 @@ class Limiter:
                 estimate = max(0, window.remaining - self._unseen)
                 # Headers arrive out of order: a larger count is believed only from a window
                 # that moved on (a later reset, or a reset passed), never from a stale answer.
-                moved = window.reset is not None and window.reset > self._reset
+                moved = reset is not None and reset > self._reset
                 moved = moved or now >= self._reset
                 if self._remaining is None or estimate < self._remaining or moved:
                     self._remaining = estimate
-            if window.reset is not None and window.reset > self._reset:
-                self._reset = window.reset
+            if reset is not None and reset > self._reset:
+                self._reset = reset
             if window.retry_after is not None:
                 self._pause(window.retry_after)
             span = self._span()

@@ -43,6 +43,10 @@ class SlidingWindow:
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()
 
+    def now(self) -> float:
+        """The time on this window's clock (the server's, which may not be the client's)."""
+        return self._clock()
+
     @property
     def per_minute(self) -> int:
         return round(self.limit * 60 / self.seconds)

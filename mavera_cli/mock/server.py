@@ -137,6 +137,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the default access log would write every request to stderr."""
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header, on the same clock as X-RateLimit-Reset."""
+        window = self.server.owner.window
+        if timestamp is None and window is not None:
+            timestamp = window.now()
+        return super().date_time_string(timestamp)
+
     def handle(self) -> None:
         # Reset, broken pipe, or close() cutting the socket: nothing to report.
         with contextlib.suppress(OSError):
