@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -301,3 +302,25 @@ def test_workers_in_line_sleep_until_their_own_slot() -> None:
     # Each worker looks when it asks and when its slot is due (a few more for the clock's
     # grain, or a turn taken a moment early); a herd looks 5 + 4 + 3 + 2 + 1 more times.
     assert looks <= 16, looks
+
+
+def test_a_long_line_for_a_short_window_is_no_reason_to_stop() -> None:
+    """1 request a minute, 8 workers: the last in line waits 8 minutes for its turn, which is
+    not a window reopening hours away (that stops the batch: tests/test_batch.py)."""
+    clock = Clock(1000.0)
+    limiter = Limiter(clock=clock)
+    limiter.acquire()
+    limiter.observe(RateLimitHeaders(1, 0, 1060.0))
+
+    def wait_in_line() -> None:
+        with contextlib.suppress(Stopped):  # the end of the test
+            limiter.acquire()
+
+    workers = [threading.Thread(target=wait_in_line, daemon=True) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.3)
+    assert not limiter.stopped and limiter.gave_up_wait is None
+    limiter.stop()
+    for worker in workers:
+        worker.join(2)

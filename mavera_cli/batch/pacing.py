@@ -166,7 +166,8 @@ class Limiter:
                     )
                     if wait <= 0 and ahead == 0:
                         break
-                    if wait > _LONGEST_WINDOW_WAIT_SECONDS:
+                    if ahead == 0 and wait > _LONGEST_WINDOW_WAIT_SECONDS:
+                        # (Not a worker further back: its wait is the line before it.)
                         self._give_up(wait)
                         raise Stopped()
                     # The whole wait: stop(), and any answer that may let a worker start
