@@ -12,10 +12,10 @@ until 429s say otherwise.
 
 Reset is a time on the server's clock, set against our starts on ours: a server clock behind
 ours makes that bound too short (429s every window), one ahead makes it too long (slower by
-as much). The Date header, on the server's clock too, tells one that is off by more than a
-second or so, and the Reset is read less that. What Remaining counted bounds the length on
-our clock alone, more loosely; when 429s go on despite a wider margin, the bound in use
-gives way to the other.
+as much). The Date header, on the server's clock too, tells one that is ahead by more than
+a second or so, and the Reset is read less that. What Remaining counted bounds the length
+on our clock alone, more loosely; when 429s go on despite a wider margin, the bound in use
+gives way to the other (so a clock behind costs a few 429s).
 
 Before it knows the window (or when others fill it), it counts the starts the last
 `X-RateLimit-Remaining` did not see yet, waits for Reset and lets one request through to
@@ -44,6 +44,9 @@ _POLL_SECONDS = 0.1
 # The longest single sleep of a waiting worker: it looks again after that (a wait the
 # headers put years away must not overflow the platform's timeout).
 _LONGEST_SLEEP_SECONDS = 60.0
+# A server clock further ahead of ours than this, by its Date, is a Date that does not keep
+# time (a fixed one, say).
+_MOST_CLOCK_AHEAD = 86_400.0
 # Mavera's window lasts a minute. A window that reopens later than this (a daily quota, a
 # server clock hours off) stops the batch, saying when, rather than sitting silent for it;
 # a re-run with -o goes on from there.
@@ -126,7 +129,7 @@ class Limiter:
         self._margin = _MARGIN_SECONDS
         # How far the server's clock is ahead of ours (behind, if negative), by its Date
         # headers: at least, and less than. Date comes in whole seconds, so this tells a
-        # clock that is off by more than a second or so; a Reset is then set against our
+        # clock that is ahead by more than a second or so; a Reset is then set against our
         # starts less the least it is ahead (never earlier than it is on our clock).
         self._ahead_at_least = -math.inf
         self._ahead_less_than = math.inf
@@ -258,11 +261,15 @@ class Limiter:
             self._ahead_less_than = min(self._ahead_less_than, date + 1 - start)
 
     def _server_offset(self) -> float:
-        """What to take off the server's times to have ours: 0 unless Date says its clock is
-        off (then the least it is ahead, so a Reset is never read as earlier than it is)."""
-        if self._ahead_at_least > 0 or self._ahead_less_than < 0:
-            return self._ahead_at_least
-        return 0.0
+        """What to take off the server's times to have ours: the least its clock is ahead,
+        by Date, so a Reset is never read as earlier than it is. Not for a clock behind:
+        a Date that is wrong (fixed, or cached) would then put every Reset years away and
+        stop the batch; 429s and what Remaining counted correct a clock behind ours. Nor
+        for Dates that contradict one another (a fixed one does within a second), or that
+        put the server more than a day ahead."""
+        if not 0 < self._ahead_at_least <= min(self._ahead_less_than, _MOST_CLOCK_AHEAD):
+            return 0.0
+        return self._ahead_at_least
 
     def _learn_from_reset(self, reset: float, now: float) -> None:
         """The window's length, from above: Reset is when the oldest request the server still
