@@ -170,6 +170,33 @@ def test_unreadable_input_and_bad_flags_are_usage_errors(tmp_path: Path) -> None
     one_line_error(result.stderr, "--concurrency must be 1 or more")
 
 
+def test_the_output_file_cannot_be_the_input(tmp_path: Path, mock: MockServer) -> None:
+    """Before, the first result was appended to the items, and the next run read it as one."""
+    source = tmp_path / "items.jsonl"
+    source.write_text('{"input": "a"}\n{"input": "b"}\n')
+    alias = tmp_path / "alias.jsonl"
+    alias.symlink_to(source)
+    for output in (source, alias):
+        result = run_mavera(["batch", str(source), "-o", str(output)], env=_at(mock), expect=2)
+        one_line_error(result.stderr, "is the input file")
+    assert mock.requests_seen == 0
+    assert source.read_text() == '{"input": "a"}\n{"input": "b"}\n'
+
+
+@pytest.mark.parametrize("lines", [False, True])
+def test_a_byte_order_mark_before_the_first_item_is_not_part_of_it(
+    tmp_path: Path, mock: MockServer, lines: bool
+) -> None:
+    source = tmp_path / "items.txt"
+    body = "first\r\nsecond\r\n" if lines else '{"input": "first"}\r\n{"input": "second"}\r\n'
+    source.write_bytes("\ufeff".encode() + body.encode())
+    result = run_mavera(["batch", str(source), *(["--lines"] if lines else [])], env=_at(mock))
+    assert sorted(line["text"] for line in results(result.stdout)) == [
+        "You said: first",
+        "You said: second",
+    ]
+
+
 def test_stdin_items_and_persona_fan_out(mock: MockServer) -> None:
     items = b'{"id": "q1", "input": "first"}\n{"id": "q2", "input": "second"}\n'
     result = run_mavera(

@@ -101,6 +101,11 @@ def run_batch(reporter: Reporter, opts: RequestOptions, request: BatchRequest) -
         form = InputFormat(lines=request.lines, personas=request.personas)
         output = Path(request.output) if request.output else None
         with open_input(request.input) as path:
+            if output is not None and _same_file(path, output):
+                raise UsageError(
+                    f"-o {request.output} is the input file: results would be written among "
+                    "the items; give another file"
+                )
             keys = check_input(path, form)
             done = finished_keys(output) if output and not request.overwrite else set()
             todo = len(keys - done)
@@ -117,6 +122,13 @@ def run_batch(reporter: Reporter, opts: RequestOptions, request: BatchRequest) -
             finally:
                 writer.close()
         run.finish(skipped=len(done))
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one.samefile(other)
+    except OSError:  # the output does not exist yet, or cannot be looked at (said later)
+        return False
 
 
 @contextmanager
