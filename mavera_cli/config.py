@@ -262,7 +262,7 @@ def _checked_value(name: str, value: Any, where: _SourceName) -> Any:
 
 def _read_config(path: Path) -> tuple[dict[str, Any], list[str]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark is not TOML
     except FileNotFoundError:
         return {}, []
     except (OSError, UnicodeDecodeError) as exc:

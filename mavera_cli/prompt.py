@@ -59,6 +59,7 @@ def _read_file(name: str) -> str:
 
 def _decode(data: bytes, where: str) -> str:
     try:
-        return data.decode("utf-8")
+        # A byte order mark (Windows Notepad writes one) is not part of the text.
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{where} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc

@@ -9,6 +9,7 @@ actually used: it is slow to import.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Callable
@@ -49,7 +50,8 @@ def load_schema(value: str, name: str | None = None) -> Schema:
     else:
         source = f"schema file {value}"
         try:
-            text = Path(value).read_bytes()
+            # (A byte order mark, as Windows Notepad writes, is not part of the JSON.)
+            text = Path(value).read_bytes().removeprefix(codecs.BOM_UTF8)
         except OSError as exc:
             raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
     try:

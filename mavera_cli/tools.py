@@ -56,7 +56,7 @@ def load_functions(path: str) -> list[dict[str, Any]]:
     strict}`) or nested as in Chat Completions (`{type, function: {...}}`, converted here).
     """
     try:
-        with open(path, encoding="utf-8") as file:
+        with open(path, encoding="utf-8-sig") as file:  # a byte order mark is not JSON
             text = file.read()
     except OSError as exc:
         raise UsageError(f"cannot read --functions {path}: {exc.strerror or exc}") from exc

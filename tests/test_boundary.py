@@ -395,3 +395,24 @@ def test_a_profiler_still_gets_its_data_at_exit(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert profile.stat().st_size > 0
+
+
+def test_a_byte_order_mark_opening_a_users_file_is_not_part_of_it(tmp_path: Path) -> None:
+    """Windows Notepad starts a UTF-8 file with one. Before: a config file was 'not valid
+    TOML', a schema file 'not valid JSON'."""
+    bom = "\ufeff".encode()
+    config = tmp_path / "config" / "mavera" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_bytes(bom + b'instructions = "be brief"\n')
+    config.chmod(0o600)
+    schema = tmp_path / "n.json"
+    schema.write_bytes(bom + b'{"type": "object", "properties": {"n": {"type": "integer"}}}')
+    functions = tmp_path / "f.json"
+    functions.write_bytes(bom + json.dumps([WEATHER]).encode())
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    result = run_mavera(["json", "--mock", "--schema", str(schema), "give n"], env=env)
+    assert json.loads(result.stdout) == {"n": 1}
+    result = run_mavera(["tools", "--mock", "--functions", str(functions), "weather?"], env=env)
+    assert json.loads(result.stdout.splitlines()[0])["name"] == WEATHER["name"]
+    result = run_mavera(["config", "show"], env=env)
+    assert "be brief" in result.stdout.decode()

@@ -45,6 +45,17 @@ def test_prompt_order_stdin_files_words(server, tmp_path) -> None:
     assert server.requests[0].json()["input"] == "piped text\n\nfile text\n\nsummarise this"
 
 
+def test_a_byte_order_mark_is_not_sent_as_part_of_the_prompt(server, tmp_path) -> None:
+    """Files saved by Windows Notepad start with one; before, it went into the prompt."""
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["ok"]))))
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes("\ufeffnotes\r\n".encode())
+    piped = "\ufeffpiped \ufeff inside\n".encode()
+    run_mavera(["stream", "--base-url", server.base_url, "-f", str(notes)], stdin=piped)
+    # Only a mark at the very start is dropped: one inside the text is the user's.
+    assert server.requests[0].json()["input"] == "piped \ufeff inside\n\nnotes"
+
+
 def test_dash_reads_stdin_and_empty_stdin_adds_nothing(server) -> None:
     server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["ok"]))))
     run_mavera(["stream", "--base-url", server.base_url, "-"], stdin=b"only stdin")
