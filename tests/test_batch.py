@@ -8,6 +8,7 @@ at the server, never inferred from the client.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,6 +196,32 @@ def test_a_byte_order_mark_before_the_first_item_is_not_part_of_it(
         "You said: first",
         "You said: second",
     ]
+
+
+@pytest.mark.parametrize("allowed", [3, 0])
+def test_fewer_workers_when_the_system_allows_no_more_threads(
+    tmp_path: Path, mock: MockServer, monkeypatch: pytest.MonkeyPatch, allowed: int
+) -> None:
+    """Before: an internal error ("can't start new thread") at a high -j under ulimits."""
+    real_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name.startswith("mavera-batch-") and int(thread.name[13:]) >= allowed:
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    source = tmp_path / "p.txt"
+    source.write_text("".join(f"p{n}\n" for n in range(10)))
+    args = ["batch", "--lines", str(source), "-j", "8"]
+    if allowed:
+        result = run_mavera(args, env=_at(mock))
+        assert [line["exit_code"] for line in results(result.stdout)] == [0] * 10
+        assert "-j 8: only 3 workers could start" in result.stderr
+    else:
+        result = run_mavera(args, env=_at(mock), expect=2)
+        one_line_error(result.stderr, "-j 8: cannot start a worker thread")
+        assert mock.requests_seen == 0
 
 
 def test_stdin_items_and_persona_fan_out(mock: MockServer) -> None:

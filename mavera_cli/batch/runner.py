@@ -230,8 +230,7 @@ class BatchRun:
             for n in range(min(self.request.concurrency, max(1, self.todo)))
         ]
         with self._progress:
-            for thread in self._threads:
-                thread.start()
+            self._start_workers()
             try:
                 for thread in self._threads:
                     while thread.is_alive():
@@ -245,6 +244,23 @@ class BatchRun:
                 for thread in self._threads:
                     thread.join(max(0.0, deadline - time.monotonic()))
                 raise
+
+    def _start_workers(self) -> None:
+        """Start the workers; fewer than -j if the system allows no more threads."""
+        for started, thread in enumerate(self._threads):
+            try:
+                thread.start()
+            except RuntimeError as exc:  # "can't start new thread": ulimit -u, memory
+                if started == 0:
+                    raise UsageError(
+                        f"-j {self.request.concurrency}: cannot start a worker thread ({exc})"
+                    ) from exc
+                self.inv.terminal.warn(
+                    f"-j {self.request.concurrency}: only {started} workers could start "
+                    "(the system's thread limit); going on with those"
+                )
+                del self._threads[started:]
+                return
 
     def finish(self, *, skipped: int) -> None:
         """The summary line, then how the batch ends: 0, 3, 13 or a bug.
