@@ -113,6 +113,10 @@ def _run(args: list[str]) -> int:
         return SIGTERM_EXIT
     except (BrokenPipeError, OutputClosed):
         return _broken_pipe()
+    except MemoryError:  # the system's limit (ulimit -v, a container's), not a bug of ours
+        _flush_stdout()
+        reporter.error("out of memory: the system refused mavera more (ulimit -v, a container?)")
+        return int(ExitCode.internal)
     except Exception as exc:  # the one broad catch: a bug must still end with one line
         _flush_stdout()
         reporter.error(

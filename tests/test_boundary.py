@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -416,3 +417,25 @@ def test_a_byte_order_mark_opening_a_users_file_is_not_part_of_it(tmp_path: Path
     assert json.loads(result.stdout.splitlines()[0])["name"] == WEATHER["name"]
     result = run_mavera(["config", "show"], env=env)
     assert "be brief" in result.stdout.decode()
+
+
+def test_running_out_of_memory_is_one_line_not_a_bug_report() -> None:
+    """An endless prompt on stdin under an 800 MB address-space limit. Before: "internal
+    error (MemoryError: ); this is a bug in mavera"."""
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (800 * 2**20, 800 * 2**20))
+
+    with open("/dev/zero", "rb") as zeros:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mavera_cli", "stream", "--mock"],
+            stdin=zeros,
+            capture_output=True,
+            env=mavera_env(),
+            preexec_fn=limited,
+            timeout=60,
+        )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1
+    one_line_error(stderr, "out of memory")
+    assert "bug" not in stderr and "Traceback" not in stderr
