@@ -15,8 +15,9 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,17 +205,63 @@ def run_command(
     non-zero exit, the timeout, or more than `max_output` bytes on stdout (it is killed then:
     the output goes to the model, and nothing useful is that long) raise ToolFailedError.
     """
+    with _signals_held() as release:
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=None,
+                env=dict(env),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ToolFailedError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
+        try:
+            release()  # a Ctrl-C, SIGTERM or --max-time that came meanwhile: handled here
+            return _finish(proc, arguments, timeout, max_output)
+        except BaseException:
+            _kill(proc)  # Ctrl-C or SIGTERM: leave nothing running behind us
+            raise
+
+
+# The signals whose Python handlers raise (Ctrl-C, SIGTERM, --max-time's timer).
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[Callable[[], None]]:
+    """Hold the interrupting signals until `release()`: one that came while Popen was
+    starting the command would leave it running, unknown to us (Popen does not stop a
+    child it has started when interrupted), to write on our stderr after our last line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None  # (signal handlers run in the main thread only)
+        return
+    held: list[int] = []
+    previous: dict[int, Any] = {}
+    for signum in _INTERRUPTS:
+        if callable(signal.getsignal(signum)):
+            previous[signum] = signal.signal(signum, lambda signum, frame: held.append(signum))
+
+    def release() -> None:
+        while previous:
+            signum, handler = previous.popitem()
+            signal.signal(signum, handler)
+        pending = list(dict.fromkeys(held))
+        held.clear()
+        for signum in pending:
+            signal.raise_signal(signum)  # its own handler runs now (and may raise)
+
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            env=dict(env),
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise ToolFailedError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
+        yield release
+    finally:
+        release()
+
+
+def _finish(
+    proc: subprocess.Popen[bytes], arguments: bytes, timeout: float, max_output: int
+) -> bytes:
+    """Give the started command its arguments, collect its stdout, and wait for it."""
     try:
         deadline = time.monotonic() + timeout
         stdout = _exchange(proc, arguments, deadline, max_output)
@@ -228,9 +275,6 @@ def run_command(
     except subprocess.TimeoutExpired as exc:
         _kill(proc)
         raise ToolFailedError(f"ran past --tool-timeout {timeout:g}s and was killed") from exc
-    except BaseException:
-        _kill(proc)  # Ctrl-C or SIGTERM: leave nothing running behind us
-        raise
     if proc.returncode < 0:
         raise ToolFailedError(f"was killed by {_signal_name(-proc.returncode)}")
     if proc.returncode != 0:

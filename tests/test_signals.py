@@ -106,3 +106,52 @@ def test_sigint_while_waiting_for_the_server(server) -> None:
         "message": "interrupted",
     }
     assert b"Traceback" not in stderr
+
+
+RACE = """
+import os, random, signal, sys, time
+from mavera_cli import tools
+
+class Alarm(Exception):
+    pass
+
+def ring(signum, frame):
+    raise Alarm()
+
+signal.signal(signal.SIGALRM, ring)
+random.seed(7)
+interrupted = 0
+for _ in range(500):
+    signal.setitimer(signal.ITIMER_REAL, random.uniform(0.0002, 0.004))
+    try:
+        tools.run_command(["/bin/sh", "-c", "sleep 0.005; echo x"], b"", dict(os.environ), 5)
+    except Alarm:
+        interrupted += 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+time.sleep(0.1)
+left = 0
+while True:
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        break
+    left += 1
+    if pid == 0:
+        break
+print(interrupted, left)
+"""
+
+
+def test_a_tool_interrupted_while_it_starts_is_not_left_running() -> None:
+    """A signal (here a timer, as --max-time's) that came while Popen was starting a tool
+    left it running, unknown to us: it wrote on our stderr after our last line (seen in CI
+    as a BrokenPipeError report). 500 starts, each interrupted at a random moment within
+    4 ms: before, 4 to 8 commands were left behind; now none."""
+    proc = subprocess.run(
+        [sys.executable, "-c", RACE], capture_output=True, env=mavera_env(), timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    interrupted, left = map(int, proc.stdout.split())
+    assert interrupted > 400  # the timer did land mostly while the tool was being started
+    assert left == 0
