@@ -220,6 +220,8 @@ def run_command(
         try:
             release()  # a Ctrl-C, SIGTERM or --max-time that came meanwhile: handled here
             return _finish(proc, arguments, timeout, max_output)
+        except ToolFailedError:
+            raise  # the command ended, or _finish killed it
         except BaseException:
             _kill(proc)  # Ctrl-C or SIGTERM: leave nothing running behind us
             raise
