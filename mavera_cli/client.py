@@ -76,9 +76,9 @@ _RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimi
 _UNIX_SECONDS = (1e9, 1e11)
 
 
-def _unix_time(reset: float, now: Callable[[], float] = time.time) -> float:
+def _unix_time(reset: float) -> float:
     if reset < _UNIX_SECONDS[0]:
-        return now() + reset
+        return time.time() + reset
     if reset >= _UNIX_SECONDS[1]:
         return reset / 1000
     return reset

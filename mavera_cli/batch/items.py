@@ -7,6 +7,7 @@ items to run. Piped stdin is spooled to a temporary file first so it can be read
 
 from __future__ import annotations
 
+import codecs
 import shutil
 import sys
 import tempfile
@@ -88,17 +89,14 @@ def check_input(path: Path, form: InputFormat) -> set[ItemKey]:
     return set(keys)
 
 
-_BOM = "\ufeff".encode()
-
-
 def read_items(path: Path, form: InputFormat) -> Iterator[BatchItem]:
     """Every item of the input in order, fanned out over the personas; UsageError naming the
     line for one that is not an item."""
     index = 0
     with path.open("rb") as file:
         for number, raw in enumerate(file, start=1):
-            if number == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM) :]  # a file saved by Windows Notepad, say
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)  # a file saved by Windows Notepad, say
             if not raw.strip():
                 continue
             fields = _prompt_line(raw, number) if form.lines else _item_line(raw, number)
