@@ -31,7 +31,7 @@ from mavera_cli.errors import (
     server_message,
 )
 from mavera_cli.observe import StreamObserver
-from mavera_cli.redact import Redactor
+from mavera_cli.redact import Redactor, mask_url_credentials
 from mavera_cli.retry import parse_retry_after
 
 MAX_ERROR_BODY = 64 * 1024  # enough for any error message; an HTML page is cut short
@@ -129,6 +129,13 @@ class MaveraClient:
         }
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
+        try:
+            host = httpx.URL(settings.base_url).host
+        except (httpx.InvalidURL, UnicodeError) as exc:  # what settings' check let through
+            raise UsageError(
+                f"invalid base URL {mask_url_credentials(settings.base_url)!r} (from "
+                f"{settings.base_url_source()}): {mask_url_credentials(str(exc))}"
+            ) from exc
         timeout = httpx.Timeout(settings.timeout)
         # Loading the CA bundle costs tens of ms at start-up; a plain-http URL never uses it.
         verify = not settings.base_url.startswith("http://")
@@ -140,7 +147,7 @@ class MaveraClient:
                 verify=verify,
                 follow_redirects=False,
                 # A proxy from the environment must not capture requests to this machine (--mock).
-                trust_env=not is_loopback(httpx.URL(settings.base_url).host),
+                trust_env=not is_loopback(host),
                 limits=httpx.Limits(
                     max_connections=max_connections, max_keepalive_connections=max_connections
                 )
@@ -153,7 +160,9 @@ class MaveraClient:
                 "installed: pip install 'httpx[socks]', or unset the variable"
             ) from exc
         except (httpx.InvalidURL, ValueError) as exc:
-            raise UsageError(f"invalid proxy setting ({_proxy_variables()}): {exc}") from exc
+            # httpx quotes the proxy's URL, password and all.
+            message = mask_url_credentials(str(exc))
+            raise UsageError(f"invalid proxy setting ({_proxy_variables()}): {message}") from exc
         except OSError as exc:  # SSL_CERT_FILE / SSL_CERT_DIR naming what is not there
             raise UsageError(
                 f"cannot load the TLS certificates ({_certificate_variables()}): "
@@ -267,6 +276,11 @@ class MaveraClient:
             response = self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise _request_error(exc, self._settings) from exc
+        except UnicodeError as exc:  # the resolver's: a proxy's host name (ours is checked)
+            raise ConnectionFailedError(
+                f"cannot reach {self._settings.base_url}: a host name on the way is not valid "
+                f"({_describe(exc, self._settings)})"
+            ) from exc
         self._log_response(response)
         if observer is not None:
             observer.on_response(response.status_code, response.headers.multi_items())

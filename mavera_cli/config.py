@@ -14,9 +14,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mavera_cli.errors import AuthError, UsageError
-from mavera_cli.redact import KEY_MASK
+from mavera_cli.redact import KEY_MASK, mask_url_credentials
 
 DEFAULT_BASE_URL = "https://app.mavera.io/api/v1"
+# Characters a URL's host cannot hold (RFC 3986 excludes them, and so do DNS names).
+_NOT_IN_HOSTS = frozenset('<>"{}|\\^`')
 DEFAULT_MODEL = "mavera-1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 2
@@ -98,9 +100,9 @@ class Settings:
     def __repr__(self) -> str:
         key = KEY_MASK if self.api_key else None
         return (
-            f"Settings(base_url={self.base_url!r}, api_key={key!r}, persona={self.persona!r}, "
-            f"model={self.model!r}, timeout={self.timeout!r}, max_time={self.max_time!r}, "
-            f"retries={self.retries!r})"
+            f"Settings(base_url={mask_url_credentials(self.base_url)!r}, api_key={key!r}, "
+            f"persona={self.persona!r}, model={self.model!r}, timeout={self.timeout!r}, "
+            f"max_time={self.max_time!r}, retries={self.retries!r})"
         )
 
     def require_key(self) -> str:
@@ -113,22 +115,70 @@ class Settings:
         return self.api_key
 
     def check_transport(self) -> None:
-        """Refuse to send the key in clear text to anything but this machine."""
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            origin = self.origins.get("base_url", "default")
-            source = {"flag": "--base-url", "default": "the default"}.get(
-                origin, origin.removeprefix("env ").replace("config ", "config file ")
-            )
+        """Refuse a base URL that cannot be sent to as given (before a request would fail in
+        a less telling way), and to send the key in clear text to anything but this machine."""
+        problem = base_url_problem(self.base_url)
+        if problem is not None:
+            shown = mask_url_credentials(self.base_url)
             raise UsageError(
-                f"invalid base URL {self.base_url!r} (from {source}): expected http(s)://host/..."
+                f"invalid base URL {shown!r} (from {self.base_url_source()}): {problem}"
             )
-        insecure = parts.scheme == "http" and not is_loopback(parts.hostname)
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        insecure = parts.scheme == "http" and not is_loopback(host)
         if insecure and not self.allow_insecure_http:
             raise UsageError(
-                f"refusing to send the API key over plain http to {parts.hostname}; "
+                f"refusing to send the API key over plain http to {host}; "
                 "use https, or pass --allow-insecure-http if you really mean it"
             )
+
+    def base_url_source(self) -> str:
+        """Where the base URL came from, as a message names it."""
+        origin = self.origins.get("base_url", "default")
+        return {"flag": "--base-url", "default": "the default"}.get(
+            origin, origin.removeprefix("env ").replace("config ", "config file ")
+        )
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why `url` cannot be the API's base URL, or None."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL": a `[` left open
+        return "expected http(s)://host/..."
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        return "expected http(s)://host/..."
+    if "@" in parts.netloc:
+        # httpx would send it as Basic auth in place of the key (a sure 401), and every
+        # message quoting the URL would show the password.
+        return (
+            "it holds a user name or password ('…@'): Mavera authenticates with the API key "
+            "only; take them out"
+        )
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if port == 0:
+        return "the port must be a number from 1 to 65535"
+    return _host_problem(host)
+
+
+def _host_problem(host: str) -> str | None:
+    try:
+        ipaddress.ip_address(host.partition("%")[0])  # an IPv6 zone: fe80::1%eth0
+        return None
+    except ValueError:
+        pass
+    if any(char.isspace() or not char.isprintable() or char in _NOT_IN_HOSTS for char in host):
+        return f"{host!r} is not a host name"
+    try:
+        # What the resolver is given (an internal error at connect time, otherwise).
+        host.encode("idna")
+    except UnicodeError:
+        return f"{host!r} is not a host name (an empty label, or one over 63 characters)"
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -170,7 +220,7 @@ def resolve_settings(
         warnings.extend(_permission_warning(path))
     max_time = flags.get("max_time")
     return Settings(
-        base_url=str(values["base_url"]).rstrip("/"),
+        base_url=str(values["base_url"]).strip().rstrip("/"),
         api_key=api_key,
         persona=values["persona"] or None,
         model=values["model"],

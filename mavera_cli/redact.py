@@ -1,10 +1,13 @@
 """The one rule that keeps the API key out of everything written: stdout, stderr, captures.
 
 `Redactor` masks whole values. `StreamRedactor` masks a stream written in pieces (one piece
-per network read), where the key may be split across any two pieces.
+per network read), where the key may be split across any two pieces. `mask_url_credentials`
+masks the other secret a message can quote: the user-info of a URL (a proxy's password).
 """
 
 from __future__ import annotations
+
+import re
 
 KEY_MASK = "***"
 # Real keys are 32+ characters. A very short "key" (a test placeholder such as `x`) is not
@@ -28,6 +31,19 @@ def json_escapes(secret: str | None) -> tuple[bytes, ...]:
     if usable is None:
         return ()
     return (b"\\u", *(escape for char, escape in _ESCAPES_FOR_CHAR.items() if char in usable))
+
+
+# The user-info of a URL (`scheme://user:password@host`), up to the authority's last `@`: a
+# password, or a token given as the user name. Only a URL's authority can hold it (no `/`,
+# `?` or `#` before the `@`).
+_URL_USER_INFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#]*@")
+
+
+def mask_url_credentials(text: str) -> str:
+    """`text` with the user-info of every URL in it masked: `https://***@host/`."""
+    if "@" not in text or "://" not in text:
+        return text
+    return _URL_USER_INFO.sub(rf"\g<1>{KEY_MASK}@", text)
 
 
 class Redactor:

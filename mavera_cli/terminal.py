@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from mavera_cli.printable import terminal_safe
-from mavera_cli.redact import Redactor, StreamRedactor
+from mavera_cli.redact import Redactor, StreamRedactor, mask_url_credentials
 
 # Matches rich's own Status: smooth enough for the "dots" spinner, cheap on the CPU.
 SPINNER_REFRESH_PER_SECOND = 12.5
@@ -93,8 +93,9 @@ class Terminal:
 
     def _line(self, text: str, color: str) -> None:
         # Messages quote server text (error bodies, headers): no escape sequence of theirs
-        # may reach the terminal, and a line stays one line.
-        text = terminal_safe(self.redact(text))
+        # may reach the terminal, and a line stays one line. They quote URLs too, whose
+        # user-info may be a password.
+        text = terminal_safe(mask_url_credentials(self.redact(text)))
         if self._live is not None:
             # Printed through the live display, the line lands above the spinner, not inside it.
             self._live.console.print(

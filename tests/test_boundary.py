@@ -198,8 +198,10 @@ def test_save_raw_on_a_full_disk_is_an_io_error_and_keeps_the_old_capture(
     ("variable", "value", "needle"),
     [
         ("ALL_PROXY", "socks5://user:secretpw@127.0.0.1:9", "httpx[socks]"),
-        ("HTTPS_PROXY", "http://[::1", "invalid proxy setting (HTTPS_PROXY)"),
+        ("HTTPS_PROXY", "http://user:secretpw@[::1", "invalid proxy setting (HTTPS_PROXY)"),
         ("HTTPS_PROXY", "ftp://proxy.invalid", "invalid proxy setting (HTTPS_PROXY)"),
+        # A scheme httpx cannot parse: its message quotes the URL as given, password and all.
+        ("HTTPS_PROXY", "ht!tp://user:secretpw@proxy.invalid", "ht!tp://***@proxy.invalid"),
         ("SSL_CERT_FILE", "/nonexistent/ca.pem", "SSL_CERT_FILE=/nonexistent/ca.pem"),
     ],
 )
@@ -212,6 +214,17 @@ def test_a_broken_environment_is_a_usage_error(variable: str, value: str, needle
     )
     one_line_error(result.stderr, needle)
     assert "secretpw" not in result.stderr  # a proxy URL's password is never repeated
+
+
+def test_a_proxy_host_the_resolver_refuses_is_a_connection_failure() -> None:
+    """Python's resolver raises UnicodeError (not OSError) for a name with an empty label:
+    that was an internal error (exit 1)."""
+    result = run_mavera(
+        ["stream", "--retries", "0", "--base-url", "https://api.example.invalid/v1", "hi"],
+        env={"HTTPS_PROXY": "http://proxy..example:8080"},
+        expect=9,
+    )
+    one_line_error(result.stderr, "cannot reach", "a host name on the way is not valid")
 
 
 def big_json_capture(path: Path) -> bytes:

@@ -12,6 +12,7 @@ import pytest
 from mavera_cli.config import MAX_SECONDS, resolve_settings
 from mavera_cli.errors import UsageError
 from tests.conftest import TEST_KEY, one_line_error, run_mavera
+from tests.scripted_server import ScriptedServer, text_stream
 
 
 def config_file(tmp_path: Path, text: str) -> tuple[Path, dict[str, str]]:
@@ -107,3 +108,56 @@ def test_an_invalid_base_url_names_where_it_came_from(tmp_path: Path) -> None:
     one_line_error(from_file.stderr, "'nope'", f"(from config file {path})")
     from_env = run_mavera(["stream", "hi"], env={"MAVERA_BASE_URL": "ftp://x"}, expect=2)
     one_line_error(from_env.stderr, "'ftp://x'", "(from MAVERA_BASE_URL)")
+
+
+def test_a_base_url_with_a_user_or_password_is_refused_without_showing_it(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    """httpx would send `user:password@` as Basic auth in place of the key (a sure 401), and
+    every message quoting the URL would show the password: a usage error, masked, sent nowhere."""
+    with_password = server.base_url.replace("http://", "http://user:hunter2pw@")
+    with_token = server.base_url.replace("http://", "http://tok3n5ecret@")
+    path, file_env = config_file(tmp_path, f'base_url = "{with_token}"\n')
+    runs = [
+        (["stream", "--base-url", with_password, "hi"], {}, "(from --base-url)"),
+        (["batch", "--lines", "--base-url", with_password, "-"], {}, "(from --base-url)"),
+        (["ask", "hi"], {"MAVERA_BASE_URL": with_token}, "(from MAVERA_BASE_URL)"),
+        (["usage"], file_env, f"(from config file {path})"),
+    ]
+    for args, env, source in runs:
+        result = run_mavera(args, env=env, stdin=b"hi\n", expect=2)
+        one_line_error(result.stderr, "http://***@127.0.0.1:", "user name or password", source)
+        assert b"hunter2pw" not in result.stdout and "hunter2pw" not in result.stderr
+        assert b"tok3n5ecret" not in result.stdout and "tok3n5ecret" not in result.stderr
+    events = run_mavera(["stream", "--events", "--base-url", with_password, "hi"], expect=2)
+    assert b'"exit_code":2' in events.stdout and b"hunter2pw" not in events.stdout
+    assert server.requests == []
+    shown = run_mavera(["config", "show", "--json"], env={"MAVERA_BASE_URL": with_password})
+    assert b'"http://***@127.0.0.1:' in shown.stdout and b"hunter2pw" not in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://[::1/v1", "expected http(s)://host/"),  # urlsplit's ValueError: was exit 1
+        ("https://api.example.com:99999/v1", "port must be a number from 1 to 65535"),
+        ("https://api.example.com:-1/v1", "port must be a number from 1 to 65535"),
+        ("https://api.example.com:0/v1", "port must be a number from 1 to 65535"),
+        ("https://api.example.com:abc/v1", "port must be a number"),  # was "invalid proxy"
+        ("https://api example.com/v1", "'api example.com' is not a host name"),
+        ("https://api..example.com/v1", "an empty label"),  # the resolver's UnicodeError: exit 1
+        (f"https://{'a' * 64}.example.com/v1", "one over 63 characters"),
+        ("https://xn--/v1", "Punycode"),  # httpx's IDNA check: was "invalid proxy setting"
+    ],
+)
+def test_a_base_url_that_cannot_be_sent_to_is_a_usage_error(url: str, reason: str) -> None:
+    result = run_mavera(["stream", "--retries", "0", "--base-url", url, "hi"], expect=2)
+    one_line_error(result.stderr, f"invalid base URL {url!r} (from --base-url)", reason)
+
+
+def test_a_base_url_between_spaces_is_used_without_them(server: ScriptedServer) -> None:
+    """`export MAVERA_BASE_URL=" https://… "`: what is meant is clear (the key is stripped too)."""
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(["ok"]))))
+    result = run_mavera(["stream", "hi"], env={"MAVERA_BASE_URL": f"  {server.base_url}/ \n"})
+    assert result.stdout == b"ok\n"
+    assert [exchange.path for exchange in server.requests] == ["/api/v1/responses"]

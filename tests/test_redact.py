@@ -13,7 +13,7 @@ import pytest
 
 from mavera_cli.capture import CaptureWriter
 from mavera_cli.errors import OutputFailedError
-from mavera_cli.redact import KEY_MASK, StreamRedactor, json_escapes
+from mavera_cli.redact import KEY_MASK, StreamRedactor, json_escapes, mask_url_credentials
 from mavera_cli.render import OutputSink
 from tests.chunking import bytewise, every_split, random_splits
 from tests.conftest import TEST_KEY
@@ -103,6 +103,21 @@ class Pipe(io.BytesIO):
     def write(self, data: bytes) -> int:  # type: ignore[override]
         self.writes.append(bytes(data))
         return super().write(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("https://user:pw@host/v1", "https://***@host/v1"),
+        ("proxy URL('ht!tp://u:p@[::1')", "proxy URL('ht!tp://***@[::1')"),
+        ("http://u:p@ss@host/x", "http://***@host/x"),  # up to the authority's last @
+        ("https://t0ken@a.b and socks5://u:v@c:1", "https://***@a.b and socks5://***@c:1"),
+        ("http://host/path@v2?q=a@b#c@d", "http://host/path@v2?q=a@b#c@d"),  # not user-info
+        ("write to me@example.com", "write to me@example.com"),
+    ],
+)
+def test_url_user_info_is_masked_wherever_a_message_quotes_a_url(text: str, masked: str) -> None:
+    assert mask_url_credentials(text) == masked
 
 
 def test_output_sink_masks_across_writes_and_ends_with_the_held_tail() -> None:

@@ -8,11 +8,13 @@ from typing import Any
 import orjson
 
 from mavera_cli.config import Settings, config_path, config_path_origin, masked, setting_sources
+from mavera_cli.redact import mask_url_credentials
 from mavera_cli.render import OutputSink
 
 
 def settings_rows(settings: Settings, environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """{name: {value, source}} for the config file and every setting; the key masked."""
+    """{name: {value, source}} for the config file and every setting; the key (and a
+    password in the base URL) masked."""
     path = config_path(environ)
     rows: dict[str, dict[str, Any]] = {
         "config_file": {
@@ -25,6 +27,8 @@ def settings_rows(settings: Settings, environ: Mapping[str, str]) -> dict[str, d
         value = getattr(settings, source.name)
         if source.name == "api_key":
             value = masked(value) if value else None
+        elif source.name == "base_url":
+            value = mask_url_credentials(value)
         rows[source.name] = {"value": value, "source": settings.origins[source.name]}
     return rows
 
