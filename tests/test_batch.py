@@ -8,6 +8,10 @@ at the server, never inferred from the client.
 from __future__ import annotations
 
 import json
+import os
+import resource
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +22,7 @@ import pytest
 
 from mavera_cli.mock import MockServer
 from mavera_cli.mock.ratelimit import SlidingWindow, WindowState
-from tests.conftest import one_line_error, run_mavera
+from tests.conftest import mavera_env, one_line_error, run_mavera
 from tests.scripted_server import Exchange, ScriptedServer, Wire, text_stream
 from tests.test_sessions import FUNCTIONS
 
@@ -169,6 +173,70 @@ def test_unreadable_input_and_bad_flags_are_usage_errors(tmp_path: Path) -> None
     one_line_error(result.stderr, "--as tools needs --functions")
     result = run_mavera(["batch", "--mock", "-j", "0", "-"], expect=2)
     one_line_error(result.stderr, "--concurrency must be 1 or more")
+    # (It ran nothing and ended 13, as if the credits were spent.)
+    result = run_mavera(["batch", "--mock", "--max-credits", "-1", "-"], stdin=b"{}\n", expect=2)
+    one_line_error(result.stderr, "--max-credits must be 0 or more (got -1)")
+
+
+def test_a_pipe_given_by_name_is_read_once_and_a_device_is_refused(
+    tmp_path: Path, mock: MockServer
+) -> None:
+    """`batch <(generate)`: the input is read twice (checked, then run), and a pipe only
+    once: it hung on the second read. A device has no end (`/dev/zero`)."""
+    fifo = tmp_path / "items.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with fifo.open("wb") as writer:
+            writer.write(b'{"input": "a"}\n{"input": "b"}\n')
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    result = run_mavera(["batch", str(fifo)], env=_at(mock), timeout=20)
+    feeder.join(5)
+    assert sorted(line["text"] for line in results(result.stdout)) == [
+        "You said: a",
+        "You said: b",
+    ]
+    refused = run_mavera(["batch", "--lines", "/dev/zero"], env=_at(mock), expect=2)
+    one_line_error(refused.stderr, "cannot read /dev/zero: a device")
+    assert mock.requests_seen == 2
+
+
+def test_an_input_line_without_end_is_refused_before_it_fills_the_memory(
+    tmp_path: Path, mock: MockServer
+) -> None:
+    source = tmp_path / "blob.bin"
+    with source.open("wb") as blob:
+        blob.truncate(65 << 20)  # 65 MiB of zeros, no newline
+    result = run_mavera(["batch", "--lines", str(source)], env=_at(mock), expect=2)
+    one_line_error(result.stderr, "input line 1: longer than 64 MiB")
+    assert mock.requests_seen == 0
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/full"])
+def test_results_to_a_device_are_written_not_read_back(device: str) -> None:
+    """Resume read the -o file first: /dev/full gives zeros without end (the batch grew
+    until the kernel killed it), a pipe (`-o /dev/stdout`) blocked forever."""
+
+    def limited() -> None:  # (the old code must fail, not take the machine's memory)
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mavera_cli", "batch", "--mock", "--lines", "-o", device, "-"],
+        input=b"a\nb\n",
+        capture_output=True,
+        env=mavera_env(),
+        preexec_fn=limited,
+        timeout=60,
+    )
+    stderr = proc.stderr.decode()
+    if device == "/dev/null":
+        assert proc.returncode == 0, stderr
+        assert "2 ok" in stderr
+    else:
+        assert proc.returncode == 74, stderr
+        one_line_error(stderr, "cannot write /dev/full: No space left on device")
 
 
 def test_the_output_file_cannot_be_the_input(tmp_path: Path, mock: MockServer) -> None:

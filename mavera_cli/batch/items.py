@@ -2,20 +2,24 @@
 
 The input is read twice, line by line, never held whole: a first pass checks every line and
 collects the item keys (a usage error names the first bad line), a second pass yields the
-items to run. Piped stdin is spooled to a temporary file first so it can be read twice.
+items to run. Piped stdin, and a pipe given by name (`<(…)`, a FIFO), is spooled to a
+temporary file first so it can be read twice. A line is read up to a bound, so an input
+without line ends (a device, a binary file) cannot take all the memory.
 """
 
 from __future__ import annotations
 
 import codecs
+import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -25,6 +29,9 @@ from mavera_cli.schema import Schema, load_schema
 # What an item line may carry; anything else is kept out of the request.
 ITEM_FIELDS = ("id", "input", "persona_id", "instructions", "model", "schema")
 ItemKey = tuple[str, str | None]
+# The longest input line read: far more than any prompt or Responses input (images as data
+# URLs included), far less than the memory of a machine.
+LONGEST_LINE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -55,24 +62,44 @@ class InputFormat:
 
 @contextmanager
 def open_input(path: str | None) -> Iterator[Path]:
-    """The input as a file that can be read twice: the file itself, or stdin spooled."""
-    if path is not None and path != "-":
-        file = Path(path)
-        try:
-            with file.open("rb"):
-                pass
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        if file.is_dir():
-            raise UsageError(f"cannot read {path}: it is a directory")
-        yield file
+    """The input as a file that can be read twice: the file itself, or stdin (or a pipe
+    given by name) spooled."""
+    if path is None or path == "-":
+        stdin = sys.stdin
+        if stdin is None or (path is None and stdin.isatty()):
+            raise UsageError("no input: give a JSONL file, or pipe the items to stdin")
+        with _spooled(stdin.buffer, "stdin") as spool:
+            yield spool
         return
-    stdin = sys.stdin
-    if stdin is None or (path is None and stdin.isatty()):
-        raise UsageError("no input: give a JSONL file, or pipe the items to stdin")
+    file = Path(path)
+    try:
+        opened = file.open("rb")
+        mode = os.fstat(opened.fileno()).st_mode
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with opened:
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            # `batch <(generate)`: a pipe can be read only once.
+            with _spooled(opened, path) as spool:
+                yield spool
+            return
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"cannot read {path}: it is a directory")
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"cannot read {path}: a device, not a file or a pipe")
+    yield file
+
+
+@contextmanager
+def _spooled(source: BinaryIO, name: str) -> Iterator[Path]:
     with tempfile.NamedTemporaryFile(prefix="mavera-batch-", suffix=".jsonl") as spool:
-        shutil.copyfileobj(stdin.buffer, spool)
-        spool.flush()
+        try:
+            shutil.copyfileobj(source, spool)
+            spool.flush()
+        except OSError as exc:  # a read error, or no room for the copy
+            raise UsageError(
+                f"cannot read {name} into a temporary file: {exc.strerror or exc}"
+            ) from exc
         yield Path(spool.name)
 
 
@@ -94,7 +121,12 @@ def read_items(path: Path, form: InputFormat) -> Iterator[BatchItem]:
     line for one that is not an item."""
     index = 0
     with path.open("rb") as file:
-        for number, raw in enumerate(file, start=1):
+        for number, raw in enumerate(iter(lambda: file.readline(LONGEST_LINE_BYTES + 1), b""), 1):
+            if len(raw) > LONGEST_LINE_BYTES:
+                raise UsageError(
+                    f"input line {number}: longer than {LONGEST_LINE_BYTES >> 20} MiB "
+                    "(not a batch input?)"
+                )
             if number == 1:
                 raw = raw.removeprefix(codecs.BOM_UTF8)  # a file saved by Windows Notepad, say
             if not raw.strip():

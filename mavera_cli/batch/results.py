@@ -10,13 +10,14 @@ the machine; one fsync at the end makes a finished run durable.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from mavera_cli.batch.items import ItemKey
+from mavera_cli.batch.items import LONGEST_LINE_BYTES, ItemKey
 from mavera_cli.errors import OutputClosed, OutputFailedError
 from mavera_cli.redact import Redactor
 from mavera_cli.render import OutputSink
@@ -30,15 +31,19 @@ def finished_keys(path: Path) -> set[ItemKey]:
     """
     finished: set[ItemKey] = set()
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            # A device or a pipe (`-o /dev/stdout`, `-o >(jq …)`) holds no earlier results,
+            # and reading one could block or never end (`-o /dev/full` reads zeros forever).
+            return finished
         file = path.open("rb")
     except FileNotFoundError:
         return finished
     except OSError as exc:
-        raise OutputFailedError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise OutputFailedError(f"cannot read -o {path}: {exc.strerror or exc}") from exc
     with file:
-        for raw in file:
+        for raw in iter(lambda: file.readline(LONGEST_LINE_BYTES + 1), b""):
             if not raw.endswith(b"\n"):
-                continue  # torn: the run that wrote it was killed mid-line
+                continue  # torn (the run that wrote it was killed mid-line), or no result
             try:
                 line = orjson.loads(raw)
             except orjson.JSONDecodeError:
@@ -70,8 +75,8 @@ class ResultsWriter:
         flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_APPEND)
         try:
             self._fd = os.open(path, flags, 0o644)
-            if not overwrite:
-                _cut_torn_tail(self._fd)
+            if not overwrite and stat.S_ISREG(os.fstat(self._fd).st_mode):
+                _cut_torn_tail(self._fd)  # (a pipe or a device has no tail to cut)
         except OSError as exc:
             raise OutputFailedError(f"cannot write {path}: {exc.strerror or exc}") from exc
 

@@ -82,6 +82,8 @@ class BatchRequest:
             raise UsageError(f"-j/--concurrency must be 1 or more (got {self.concurrency})")
         if self.rpm is not None and self.rpm < 1:
             raise UsageError(f"--rpm must be 1 or more (got {self.rpm})")
+        if self.max_credits is not None and self.max_credits < 0:
+            raise UsageError(f"--max-credits must be 0 or more (got {self.max_credits})")
         if self.schema is not None and self.mode is not ItemMode.json:
             raise UsageError("--schema needs --as json")
         if self.functions is not None and self.mode is not ItemMode.tools:
