@@ -75,6 +75,8 @@ class TraceWriter(StreamObserver):
         self._path = path
         self._secret = secret
         self._redactor = Redactor(secret)
+        # Header names are recorded lower-cased: the key in one, lower-cased too, is masked.
+        self._name_redactor = Redactor(secret.lower() if secret else None)
         self._clock = clock
         self._start: float | None = None
         self._log: TraceLog | None = None
@@ -126,7 +128,7 @@ class TraceWriter(StreamObserver):
             return
         recorded: dict[str, str] = {}
         for name, value in headers:
-            lower = name.lower()
+            lower = self._name_redactor.text(self._redactor.text(name).lower())
             if lower in _UNRECORDED_HEADERS:
                 continue
             value = self._redactor.text(value)

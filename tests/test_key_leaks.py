@@ -213,6 +213,31 @@ def test_a_json_escaped_key_is_masked_in_events_and_text(server) -> None:
     assert text.stdout == "café is *** ok\n".encode()
 
 
+def test_a_json_escaped_key_is_masked_in_captures_and_traces(server, tmp_path: Path) -> None:
+    """A capture or trace is the server's bytes, to replay or attach to a bug report: its JSON
+    must not decode to the key either (it did: only the plain spelling was masked)."""
+    half = "".join(c if i % 2 else escaped(c) for i, c in enumerate(TEST_KEY))
+    deltas = [f"a {escaped(TEST_KEY)} b", f"c {half} d"]
+    events = [
+        f"data: {json.dumps(delta_event('@', n)).replace('@', text)}\n\n".encode()
+        for n, text in enumerate(deltas)
+    ]
+    done = json.dumps({"type": "response.completed", "response": {"status": "completed"}})
+    writes = [piece for event in events for piece in (event[:40], event[40:])]
+    server.script(paced([*writes, f"data: {done}\n\n".encode(), DONE]))
+    capture, trace = tmp_path / "run.sse", tmp_path / "run.trace"
+    args = ["stream", "--save-raw", str(capture), "--trace", str(trace), "hi"]
+    result = run_mavera([*args, "--base-url", server.base_url])
+    assert result.stdout == b"a *** bc *** d\n"
+    raw = capture.read_bytes()
+    lines = [json.loads(line) for line in trace.read_text().splitlines()]
+    traced = "".join(line["data"] for line in lines if line["type"] == "mavera.read").encode()
+    assert traced == raw
+    decoded = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith(b"data: {")]
+    assert [event.get("delta") for event in decoded[:2]] == ["a *** b", "c *** d"]
+    assert_no_key(raw, json.dumps(decoded), trace.read_bytes())
+
+
 @pytest.mark.parametrize("command", ["stream", "ask"])
 def test_a_long_401_body_echoing_the_key_is_masked_before_it_is_cut(server, command) -> None:
     body = "denied " + "x" * 180 + " for " + TEST_KEY + " " + "y" * 300
@@ -252,6 +277,20 @@ def test_a_key_in_a_response_header_is_masked_with_verbose(server) -> None:
     assert "< x-auth: Bearer ***" in result.stderr
     assert result.stdout == b"hi\n"
     assert_no_key(result.stderr)
+
+
+def test_a_key_in_a_response_header_name_is_masked_in_the_trace(server, tmp_path: Path) -> None:
+    """Names were recorded as sent (lower-cased): only values were masked."""
+    server.script(paced(text_stream(["hi"]), {f"X-{TEST_KEY}": "1", f"X-{TEST_KEY.upper()}": "2"}))
+    trace = tmp_path / "run.trace"
+    run_mavera(["stream", "--trace", str(trace), "--base-url", server.base_url, "hi"])
+    response = next(
+        line
+        for line in map(json.loads, trace.read_text().splitlines())
+        if line["type"] == "mavera.response"
+    )
+    assert response["headers"]["x-***"] == "1, 2"
+    assert TEST_KEY.lower() not in trace.read_text().lower()
 
 
 # --- the key as it comes from the environment -------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import itertools
 import os
 import resource
@@ -13,7 +14,7 @@ import pytest
 
 from mavera_cli.capture import CaptureWriter
 from mavera_cli.errors import OutputFailedError
-from mavera_cli.redact import KEY_MASK, StreamRedactor, json_escapes, mask_url_credentials
+from mavera_cli.redact import KEY_MASK, Redactor, StreamRedactor, mask_url_credentials
 from mavera_cli.render import OutputSink
 from tests.chunking import bytewise, every_split, random_splits
 from tests.conftest import TEST_KEY
@@ -87,10 +88,62 @@ def test_without_a_key_pieces_pass_through_untouched() -> None:
         assert redactor.end() == b""
 
 
-def test_json_escapes_that_could_hide_the_key() -> None:
-    assert json_escapes(None) == ()
-    assert json_escapes(TEST_KEY) == (b"\\u",)
-    assert set(json_escapes('abc/def"ghi\\')) == {b"\\u", b"\\/", b'\\"', b"\\\\"}
+def escaped(text: str, which: str = "all", upper: bool = False) -> bytes:
+    """`text` as JSON may spell it: every character (or every other one) as `\\uXXXX`."""
+    form = "\\u%04X" if upper else "\\u%04x"
+    return "".join(
+        form % ord(char) if which == "all" or index % 2 else char
+        for index, char in enumerate(text)
+    ).encode()
+
+
+SLASHED_KEY = "mvra/live\"quoted\"/back\\slash9"  # a key with the characters JSON escapes short
+SPELLED = {
+    "every character escaped": (TEST_KEY, b'{"delta":"a ' + escaped(TEST_KEY) + b' b"}'),
+    "every other one": (TEST_KEY, b'{"delta":"' + escaped(TEST_KEY, "odd") + b'"}'),
+    "upper-case hex": (TEST_KEY, b'{"delta":"' + escaped(TEST_KEY, upper=True) + b'"}'),
+    "one escape, at the end": (TEST_KEY, b'["' + KEY[:-1] + escaped(TEST_KEY[-1]) + b'"]'),
+    "short escapes": (SLASHED_KEY, b'{"k":"' + json.dumps(SLASHED_KEY).encode()[1:-1] + b'"}'),
+    "short escapes of slashes": (
+        SLASHED_KEY,
+        b'{"k":"' + json.dumps(SLASHED_KEY).encode()[1:-1].replace(b"/", b"\\/") + b'"}',
+    ),
+    "twice, and plain": (TEST_KEY, b'["' + escaped(TEST_KEY) + KEY + escaped(TEST_KEY) + b'"]'),
+}
+
+
+@pytest.mark.parametrize("name", list(SPELLED))
+def test_the_key_spelled_with_json_escapes_is_masked_across_every_cut(name: str) -> None:
+    """A server's JSON may write any character of the key as an escape: raw JSON written
+    (NDJSON, captures, traces) must not decode to the key, and must stay valid JSON."""
+    secret, data = SPELLED[name]
+    assert secret in decoded_text(data)  # the data does spell the key
+    expected = Redactor(secret).data(data)
+    assert secret not in decoded_text(expected) and MASK in expected
+    cuts = [*every_split(data), bytewise(data), *(random_splits(data, n, 9) for n in range(40))]
+    for pieces in cuts:
+        written, _ = streamed(secret, pieces)
+        assert written == expected, pieces
+
+
+def decoded_text(data: bytes) -> str:
+    """Every string in a JSON text, decoded, one after another."""
+    value = json.loads(data)
+    if isinstance(value, dict):
+        value = list(value.values())
+    return " ".join(value)
+
+
+def test_a_spelling_of_the_key_that_is_only_text_is_left_alone() -> None:
+    # An escaped backslash and then "u0073…": the text is `\u0073ome-…`, not the key.
+    text = b'{"delta":"\\\\' + escaped(TEST_KEY)[1:] + b'"}'
+    assert Redactor(TEST_KEY).data(text) == text
+    for pieces in every_split(text):
+        assert streamed(TEST_KEY, pieces)[0] == text
+    # (A cut right after the escaped backslash: the next piece starts escaped.)
+    assert streamed(TEST_KEY, [text[:12], text[12:]])[0] == text
+    assert Redactor(TEST_KEY).text(text.decode()) == text.decode()
+    assert Redactor(TEST_KEY).text(escaped(TEST_KEY).decode()) == KEY_MASK
 
 
 class Pipe(io.BytesIO):

@@ -7,7 +7,7 @@ from typing import BinaryIO
 
 from mavera_cli.errors import MaveraError, OutputClosed, OutputFailedError
 from mavera_cli.events import ResponseAccumulator, ResponseEvent
-from mavera_cli.redact import Redactor, StreamRedactor, json_escapes
+from mavera_cli.redact import StreamRedactor
 
 
 class Renderer:
@@ -77,14 +77,8 @@ class OutputSink:
     def mask(self, secret: str | None) -> None:
         """Mask this secret from now on (known once settings are resolved)."""
         self.end()
-        self._redactor = Redactor(secret)
         self._stream_redactor = StreamRedactor(secret)
         self._masking = self._stream_redactor.active
-        self.key_escapes = json_escapes(secret)
-
-    def contains_key(self, data: bytes) -> bool:
-        """True if the key is in `data` (e.g. JSON whose escapes hid it, once re-encoded)."""
-        return self._redactor.contains(data)
 
     def write(self, data: bytes) -> None:
         if self._masking:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from mavera_cli.errors import InterruptedRun, MaveraError
@@ -23,8 +21,6 @@ class NdjsonRenderer(Renderer):
         if b"\n" in raw or b"\r" in raw:
             # Multi-line `data:` fields join with LF; a line of NDJSON must not contain one.
             raw = orjson.dumps(event.data)
-        elif escapes := self._sink.key_escapes:
-            raw = _unescaped_if_key(raw, event.data, escapes, self._sink)
         self._pending.append(raw)
 
     def flush(self) -> None:
@@ -42,20 +38,6 @@ class NdjsonRenderer(Renderer):
         self.flush()
         self._sink.write(error_line(error))
         self._sink.end()
-
-
-def _unescaped_if_key(
-    raw: bytes, data: dict[str, Any], escapes: tuple[bytes, ...], sink: OutputSink
-) -> bytes:
-    """`raw`, or `data` re-encoded when JSON escapes in `raw` spell the key.
-
-    The sink masks the key's plain text only; `\\u006d…` would pass it. orjson writes
-    strings with no escapes but the required ones, so the key shows (and is masked) there.
-    """
-    if not any(escape in raw for escape in escapes):
-        return raw
-    normalised = orjson.dumps(data)
-    return normalised if sink.contains_key(normalised) else raw
 
 
 def error_line(error: MaveraError) -> bytes:
