@@ -107,6 +107,12 @@ def validate_output(instance: Any, schema: dict[str, Any]) -> None:
         raise UsageError(
             f"cannot check the output: the schema's $ref is unresolvable: {exc}"
         ) from exc
+    except RecursionError as exc:
+        # A recursive schema (`"$ref": "#"`) follows the output down, a Python frame or more
+        # per level: JSON nested past that cannot be checked, so it is not usable output.
+        raise InvalidOutputError(
+            "the output is nested too deeply to check against the schema"
+        ) from exc
     if error is not None:
         raise InvalidOutputError(
             f"the output does not match the schema at {error.json_path}: {_clip(error.message)}"

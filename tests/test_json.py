@@ -259,6 +259,17 @@ def test_missing_required_property_exits_11(server, tmp_path) -> None:
     one_line_error(result.stderr, "'tags' is a required property")
 
 
+def test_output_too_deep_for_a_recursive_schema_exits_11(server, tmp_path) -> None:
+    """`"$ref": "#"` follows the output down a few Python frames per level: past the
+    interpreter's limit that was an internal error (exit 1)."""
+    schema = tmp_path / "tree.json"
+    schema.write_text('{"type": "array", "items": {"$ref": "#"}}')
+    serve(server, [json_stream(["[" * 600 + "]" * 600])])
+    result = run_mavera(json_args(server, "--schema", str(schema)), expect=11)
+    assert result.stdout == b""
+    one_line_error(result.stderr, "nested too deeply to check against the schema")
+
+
 def test_response_failed_exits_10_and_writes_nothing(server) -> None:
     serve(server, [json_stream([TEXT], terminal="response.failed")])
     result = run_mavera(json_args(server), expect=10)
