@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from mavera_cli.events import ResponseAccumulator
+from mavera_cli.printable import ScreenText
 from mavera_cli.render import OutputSink
 from mavera_cli.render.markdown import BlockSplitter, MarkdownRenderer
 from tests.conftest import TEST_KEY, mavera_env, real_recordings, run_mavera
@@ -268,6 +269,32 @@ def test_raw_on_a_terminal_is_the_plain_text(
     args = ["stream", "--base-url", server.base_url, *([flag] if flag else []), "hi"]
     term = MarkdownTerminal(args, 30, 80, env)
     assert term.output() == DOCUMENT.encode()
+
+
+HOSTILE = "hi \x1b]0;PWNED\x07\x1b]52;c;cHduZWQ=\x07\x1b[2J\r\x08 there\n\tok\r\nend\x1b"
+
+
+@pytest.mark.parametrize(
+    ("flag", "env"),
+    [("--raw", {}), (None, {"TERM": "dumb"})],
+    ids=["--raw", "TERM=dumb"],
+)
+def test_raw_on_a_terminal_keeps_a_servers_escape_sequences_off_it(
+    server: ScriptedServer, flag: str | None, env: dict[str, str]
+) -> None:
+    """Retitling the window, writing the clipboard (OSC 52), clearing the screen: the plain
+    text reached the terminal as sent. Line breaks and tabs stay; in a pipe, every byte."""
+    serve_paced(server, HOSTILE, size=2, pause=0)
+    args = ["stream", "--base-url", server.base_url, *([flag] if flag else []), "hi"]
+    assert MarkdownTerminal(args, 30, 80, env).output() == b"hi  there\n\tok\nend\n"
+    # However the pieces cut a sequence, none of it shows, and nothing else is lost.
+    for size in (1, 2, 3, 7):
+        screen = ScreenText()
+        pieces = [HOSTILE[i : i + size] for i in range(0, len(HOSTILE), size)]
+        assert "".join(map(screen.feed, pieces)) == "hi  there\n\tok\nend"
+    serve_paced(server, HOSTILE, size=2, pause=0)
+    piped = run_mavera(["stream", "--raw", "--base-url", server.base_url, "hi"])
+    assert piped.stdout == HOSTILE.encode() + b"\n"
 
 
 @pytest.mark.parametrize("entry", real_recordings(), ids=lambda entry: entry["file"])

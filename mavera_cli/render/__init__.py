@@ -71,6 +71,10 @@ class OutputSink:
 
     def __init__(self, stream: BinaryIO, secret: str | None = None) -> None:
         self._stream = stream
+        try:
+            self.is_terminal = stream.isatty()
+        except (ValueError, AttributeError):  # closed, or not a file
+            self.is_terminal = False
         self._stream_redactor = StreamRedactor(None)
         self.mask(secret)
 

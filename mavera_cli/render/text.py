@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mavera_cli.errors import MaveraError
 from mavera_cli.events import TEXT_DELTA, ResponseAccumulator, ResponseEvent
+from mavera_cli.printable import ScreenText
 from mavera_cli.render import OutputSink, Renderer
 
 
@@ -32,6 +33,7 @@ class TextRenderer(Renderer):
         self._final_newline = final_newline
         self._wrote_text = False
         self._ends_with_newline = False
+        self._screen = ScreenText()
 
     def on_event(self, event: ResponseEvent) -> None:
         if event.type == TEXT_DELTA:
@@ -49,6 +51,10 @@ class TextRenderer(Renderer):
             return
         text = "".join(self._pending)
         self._pending.clear()
+        if text and self._sink.is_terminal:
+            # The plain text on a terminal (--raw, TERM=dumb, replay): what a server sent
+            # must not recolour, retitle or clear it (in a pipe it stays byte for byte).
+            text = self._screen.feed(text)
         if text:
             # Noted before the write: a signal that lands inside it (the bytes already out)
             # must still find the text written, so the ending newline is not forgotten.
