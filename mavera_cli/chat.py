@@ -1,11 +1,13 @@
 """`chat`: a conversation, one turn per line, through the same connection, core and renderers.
 
 On a terminal each line is read with `input()` after `import readline` (line editing, and a
-history file in the state directory); a failed answer is told on stderr and the conversation
-goes on; Ctrl-C during an answer stops that answer only (what arrived stays, the turn is not
-kept); Ctrl-C at the prompt clears the line; Ctrl-D or `/exit` leaves. With stdin not a
-terminal, each line is one turn, the answers go to stdout in order (each ends with a newline),
-and the first failure ends the chat with its exit code, as a script expects.
+history file in the state directory, written with the API key masked: a person may paste it
+into the chat); bytes typed that are not UTF-8 become U+FFFD, as in piped chat; a failed
+answer is told on stderr and the conversation goes on; Ctrl-C during an answer stops that
+answer only (what arrived stays, the turn is not kept); Ctrl-C at the prompt clears the line;
+Ctrl-D or `/exit` leaves. With stdin not a terminal, each line is one turn, the answers go to
+stdout in order (each ends with a newline), and the first failure ends the chat with its exit
+code, as a script expects.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from types import ModuleType
 from typing import BinaryIO
 
 from mavera_cli.conversation import Conversation
@@ -21,11 +24,12 @@ from mavera_cli.errors import MaveraError, UsageError
 from mavera_cli.invocation import Connection, Invocation, invocation, standard_streams
 from mavera_cli.options import RequestOptions
 from mavera_cli.payload import build_payload
+from mavera_cli.redact import Redactor
 from mavera_cli.render import Renderer
 from mavera_cli.render.choose import text_renderer
 from mavera_cli.render.usage import UsageMeter
 from mavera_cli.reporting import Reporter
-from mavera_cli.sessions import state_dir
+from mavera_cli.sessions import state_dir, utf8_text
 
 PROMPT = "> "
 HISTORY_FILE = "chat_history"
@@ -40,6 +44,7 @@ def run_chat(reporter: Reporter, opts: RequestOptions) -> None:
     with invocation(reporter, opts) as inv:
         if inv.conversation is None:
             inv.conversation = Conversation.in_memory()
+        inv.conversation.warn = inv.terminal.warn
         _, stdin, stdin_is_tty = standard_streams()
         if stdin is None:
             raise UsageError("chat needs its turns on stdin, and stdin is closed")
@@ -64,7 +69,7 @@ def _interactive(inv: Invocation, api: Connection) -> None:
     with _line_history(inv):
         while True:
             try:
-                line = _read_line(inv)
+                line = utf8_text(_read_line(inv))
             except EOFError:
                 _write_prompt_end(inv)
                 return
@@ -155,15 +160,29 @@ def _line_history(inv: Invocation) -> Iterator[None]:
     except ImportError:  # a Python without readline: plain input() still works
         yield
         return
-    path = state_dir(inv.environ) / HISTORY_FILE
+    try:
+        path = state_dir(inv.environ) / HISTORY_FILE
+    except UsageError as error:  # no home for it: the chat goes on without a history file
+        inv.terminal.warn(f"the input history is not kept: {error.message}")
+        yield
+        return
     with contextlib.suppress(OSError):
         readline.read_history_file(path)
     readline.set_history_length(HISTORY_LENGTH)
     try:
         yield
     finally:
+        _mask_history(readline, Redactor(inv.settings.api_key))
         with contextlib.suppress(OSError):
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
             os.close(fd)
             readline.write_history_file(path)
+
+
+def _mask_history(readline: ModuleType, redactor: Redactor) -> None:
+    """The key masked in every history line, those read from an older file included."""
+    for index in range(readline.get_current_history_length()):
+        line = readline.get_history_item(index + 1)  # 1-based, unlike replace_history_item
+        if line is not None and (masked := redactor.text(line)) != line:
+            readline.replace_history_item(index, masked)

@@ -9,13 +9,15 @@ become the turn waiting to be kept). The command's end decides: a command that e
 interrupted only `touch`es the session's "last used" time. A `tools --exec` turn sends
 several requests; each completed one replaces the waiting turn with a longer one (the later
 request's input holds the earlier calls and their outputs), so the last one is kept whole.
+A kept turn whose session could not be marked most recent (for `-c`) is told as a warning
+through `warn`, not as a failure: the turn is in the file, and a retry would add it twice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,8 @@ class Conversation:
         self._previous_response_id = previous_response_id
         self._sent: list[Item] = []  # this turn's items in the request last sent
         self._waiting: Turn | None = None  # the turn a completed response made
+        # Where a warning goes; the command sets its terminal's (which knows -q).
+        self.warn: Callable[[str], None] = self._warn_on_stderr
 
     @classmethod
     def open(
@@ -150,7 +154,7 @@ class Conversation:
             session.turns.append(turn)
 
         if self._persist:
-            update_session(self.session, add_turn, self._secret, self._environ)
+            self._tell(update_session(self.session, add_turn, self._secret, self._environ))
         else:
             add_turn(self.session)
 
@@ -167,9 +171,18 @@ class Conversation:
         """Forget every turn (`/reset` in chat); a stored session is rewritten empty."""
         self._waiting = None
         if self._persist and self.session.exists:
-            update_session(self.session, _forget_turns, self._secret, self._environ)
+            self._tell(update_session(self.session, _forget_turns, self._secret, self._environ))
         else:
             _forget_turns(self.session)
+
+    def _tell(self, warning: str | None) -> None:
+        if warning is not None:
+            self.warn(warning)
+
+    def _warn_on_stderr(self, message: str) -> None:
+        from mavera_cli.terminal import Terminal
+
+        Terminal(secret=self._secret, environ=self._environ).warn(message)
 
 
 def _unchanged(session: Session) -> None:

@@ -248,6 +248,8 @@ def invocation(
     )
     inv.observer, inv.timing = watchers(opts, settings.api_key)
     inv.conversation = conversation
+    if conversation is not None:
+        conversation.warn = terminal.warn  # (which knows -q)
     # Leaving the sink writes what it held back (a tail that might have begun the key).
     with inv.sink:
         try:

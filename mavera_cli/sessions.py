@@ -5,9 +5,17 @@ crash or `kill -9` at any moment leaves either the old file or the new one, neve
 either. Files are created 0600 in a 0700 directory. The API key is masked in every string
 before anything is written (a server may echo it back inside an answer).
 
-A NAME without `/` names a file in the sessions directory; a NAME with `/` is a path. The
-most recently used session (for `-c`) is recorded in a small pointer file beside the
-directory, also replaced atomically.
+A NAME without `/` names a file in the sessions directory; a NAME with `/` is a path. A
+session file that is a symlink is written through: the new file replaces the link's target
+(beside it, so still atomically), and the link stays. The most recently used session (for
+`-c`) is recorded in a small pointer file beside the directory, also replaced atomically;
+failing to write it does not fail the turn (the caller is given a warning to tell).
+
+A file is read as a session only if it is a regular file (a FIFO would block) holding UTF-8
+JSON that orjson can write back exactly, as every later request and `sessions show --json`
+must: no lone surrogate, no integer beyond 64 bits, no NaN or infinity, no deep nesting.
+Anything else is "not a mavera session file" (mavera never writes such a file), never a
+value silently changed.
 
 Two commands may continue one session at once (two terminals, a script in the background):
 every write is a read-modify-write of the file as stored *then*, under a lock on its
@@ -19,14 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from mavera_cli.errors import OutputFailedError, UsageError
 from mavera_cli.redact import Redactor
@@ -36,18 +48,55 @@ FORMAT_VERSION = 1
 REMEMBERED_SETTINGS = ("persona", "model", "instructions")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SUFFIX = ".json"
+# A stored time is a Unix time a calendar can show (time.localtime): up to 9999-12-31.
+_LATEST_TIME = 253_402_300_799
+# What a file may fail with when read as a session: it is not one. (RecursionError: JSON
+# nested deeper than Python's parser goes.)
+_MALFORMED = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+# The integers orjson writes: signed 64-bit up to unsigned 64-bit.
+_INTEGERS = range(-(2**63), 2**64)
 
 Item = dict[str, Any]
 
 
 def state_dir(environ: Mapping[str, str]) -> Path:
-    """`$XDG_STATE_HOME/mavera`, default `~/.local/state/mavera`."""
-    base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")) / ".local" / "state")
-    return Path(base).expanduser() / "mavera"
+    """`$XDG_STATE_HOME/mavera`, default `~/.local/state/mavera`.
+
+    A relative XDG_STATE_HOME is ignored, as the XDG spec requires; an empty or relative
+    HOME is a usage error (the state would land in whatever folder the command runs from).
+    """
+    xdg = environ.get("XDG_STATE_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg) / "mavera"
+    home = environ.get("HOME")
+    if home is None:  # unset: the password database's home, as the shell's `~`
+        home = os.path.expanduser("~")
+    if not os.path.isabs(home):
+        problem = f"is not an absolute path ({home})" if home else "is empty"
+        place = Path(home, ".local", "state", "mavera")
+        raise UsageError(
+            f"HOME {problem}: mavera's state (sessions, chat history) would go to {place}, "
+            "relative to the current folder; set HOME or XDG_STATE_HOME to an absolute path"
+        )
+    return Path(home, ".local", "state", "mavera")
 
 
 def sessions_dir(environ: Mapping[str, str]) -> Path:
     return state_dir(environ) / "sessions"
+
+
+def utf8_text(text: str) -> str:
+    """`text` as UTF-8 can hold it: bytes that were not UTF-8, which Python keeps as lone
+    surrogates (PEP 383: argv, file names, `input()`), become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate no undecodable byte makes
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def session_path(name: str, environ: Mapping[str, str]) -> Path:
@@ -94,7 +143,7 @@ class Session:
     def as_json(self) -> dict[str, Any]:
         return {
             "version": FORMAT_VERSION,
-            "name": self.name,
+            "name": utf8_text(self.name),  # a path's name may hold bytes that are not UTF-8
             "created": self.created,
             "last_used": self.last_used,
             "settings": self.settings,
@@ -102,31 +151,87 @@ class Session:
         }
 
 
+class NotASessionFile(Exception):
+    """The file is there, but it is not a session mavera could have written."""
+
+    def __init__(self, name: str, path: Path, why: str = "") -> None:
+        super().__init__(
+            f"session {name} ({path}) is not a mavera session file" + (f" ({why})" if why else "")
+        )
+
+
 def load_session(name: str, environ: Mapping[str, str]) -> Session:
     """Session NAME as stored, or a new empty one (not yet written) if there is none."""
     path = session_path(name, environ)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return Session(name, path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read session {name} ({path}): {exc}") from exc
+        return _read_stored(name, path) or Session(name, path)
+    except OSError as exc:
+        raise UsageError(f"cannot read session {name} ({path}): {exc.strerror or exc}") from exc
+    except NotASessionFile as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _read_stored(name: str, path: Path) -> Session | None:
+    """The session stored at `path`, None if there is no file; OSError if it cannot be read,
+    NotASessionFile if it is not a session."""
     try:
-        data = json.loads(text)
-        return _session_from(name, path, data)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise UsageError(f"session {name} ({path}) is not a mavera session file") from exc
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; its type is checked next.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotASessionFile(name, path, "not a regular file")
+        data = file.read()
+    try:
+        document = json.loads(
+            data.decode("utf-8"),
+            parse_int=_integer,
+            parse_float=_finite,
+            parse_constant=_no_constant,
+        )
+        orjson.dumps(document)  # a lone surrogate, or nesting deeper than orjson writes
+        return _session_from(name, path, document)
+    except _MALFORMED as exc:
+        raise NotASessionFile(name, path) from exc
+
+
+def _integer(text: str) -> int:
+    value = int(text)
+    if value not in _INTEGERS:
+        raise ValueError("an integer beyond 64 bits")
+    return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number beyond a double")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
 
 
 def _session_from(name: str, path: Path, data: Any) -> Session:
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
         raise ValueError("not a session")
+    if not isinstance(data["turns"], list):
+        raise ValueError("bad turns")
     turns = []
     for turn in data["turns"]:
         items = turn["items"]
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise ValueError("bad turn")
-        turns.append(Turn(items, turn.get("response_id"), float(turn.get("at") or 0)))
+        response_id = turn.get("response_id")
+        turns.append(
+            Turn(
+                items,
+                response_id if isinstance(response_id, str) else None,
+                _time(turn.get("at")),
+            )
+        )
     settings = {
         key: value
         for key, value in dict(data.get("settings") or {}).items()
@@ -138,27 +243,59 @@ def _session_from(name: str, path: Path, data: Any) -> Session:
         path,
         settings,
         turns,
-        float(data.get("created") or 0),
-        float(data.get("last_used") or 0),
+        _time(data.get("created")),
+        _time(data.get("last_used")),
         exists=True,
     )
 
 
-def save_session(session: Session, secret: str | None, environ: Mapping[str, str]) -> None:
-    """Write the whole session atomically (0600), the key masked, and mark it most recent."""
+def _time(value: Any) -> float:
+    """A stored Unix time (0 when there is none); ValueError unless a calendar can show it."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("a time is a number")
+    if not (math.isfinite(value) and 0 <= value <= _LATEST_TIME):
+        raise ValueError("a time out of range")
+    return float(value)
+
+
+def save_session(session: Session, secret: str | None, environ: Mapping[str, str]) -> str | None:
+    """Write the whole session atomically (0600), the key masked, and mark it most recent.
+
+    Returns a warning to tell when the session was written but could not be marked (-c will
+    not find it): the turn itself was kept, so that is no failure of the command.
+    """
     now = time.time()
     session.created = session.created or now
     session.last_used = now
     data = _masked(session.as_json(), Redactor(secret))
     text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
     try:
-        write_atomically(session.path, text.encode("utf-8"))
-        session.exists = True
-        write_atomically(_last_pointer(environ), (str(session.path.resolve()) + "\n").encode())
+        write_atomically(_stored_at(session.path), text.encode("utf-8"))
     except OSError as exc:  # output that cannot be written, like a full disk for --save-raw
         raise OutputFailedError(
             f"cannot write session {session.name} ({session.path}): {exc.strerror or exc}"
         ) from exc
+    session.exists = True
+    unmarked = f"session {session.name} was saved, but -c will not find it"
+    try:
+        pointer = _last_pointer(environ)
+    except UsageError as exc:
+        return f"{unmarked}: {exc.message}"
+    # JSON (\u escapes): any path round-trips, trailing spaces and undecodable bytes too.
+    marker = json.dumps({"path": str(session.path.resolve())}).encode()
+    try:
+        write_atomically(pointer, marker)
+    except OSError as exc:
+        return f"{unmarked}: cannot write {exc.filename or pointer}: {exc.strerror or exc}"
+    return None
+
+
+def _stored_at(path: Path) -> Path:
+    """Where the file of the session at `path` really is: a symlink's final target, so that
+    a write replaces the target (the link stays a link) and locks the target's directory."""
+    return Path(os.path.realpath(path))
 
 
 def update_session(
@@ -166,35 +303,34 @@ def update_session(
     change: Callable[[Session], None],
     secret: str | None,
     environ: Mapping[str, str],
-) -> None:
-    """Apply `change` to the session as stored now, write it, and make `session` that.
+) -> str | None:
+    """Apply `change` to the session as stored now, write it, and make `session` that;
+    returns `save_session`'s warning, if any.
 
     Another command may have added turns since `session` was loaded: they stay. The lock
     on the directory holds off such a command's own read-modify-write meanwhile.
     """
-    with _directory_locked(session.path.parent):
+    with _directory_locked(_stored_at(session.path).parent):
         current = _stored_now(session)
         change(current)
-        save_session(current, secret, environ)
+        warning = save_session(current, secret, environ)
     session.settings, session.turns = current.settings, current.turns
     session.created, session.last_used = current.created, current.last_used
     session.exists = current.exists
+    return warning
 
 
 def _stored_now(session: Session) -> Session:
     """The session as its file holds it now; `session` itself if there is no file (yet, or
     any more: `sessions rm` while a turn ran)."""
     try:
-        text = session.path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return session
-    except (OSError, UnicodeDecodeError) as exc:
+        return _read_stored(session.name, session.path) or session
+    except OSError as exc:
         raise OutputFailedError(
-            f"cannot read session {session.name} ({session.path}) to update it: {exc}"
+            f"cannot read session {session.name} ({session.path}) to update it: "
+            f"{exc.strerror or exc}"
         ) from exc
-    try:
-        return _session_from(session.name, session.path, json.loads(text))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except NotASessionFile as exc:
         raise OutputFailedError(
             f"session {session.name} ({session.path}) is no longer a mavera session file; "
             "it was left as it is"
@@ -266,12 +402,17 @@ def _last_pointer(environ: Mapping[str, str]) -> Path:
 def most_recent_session(environ: Mapping[str, str]) -> str:
     """The path of the most recently used session, for `-c/--continue`."""
     try:
-        text = _last_pointer(environ).read_text(encoding="utf-8").strip()
+        text = _last_pointer(environ).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         text = ""
-    if not text or not Path(text).is_file():
+    try:
+        path = json.loads(text)["path"]
+    except (ValueError, TypeError, KeyError):
+        # Written before the pointer was JSON: the path, then one newline.
+        path = text.removesuffix("\n")
+    if not isinstance(path, str) or not path or not Path(path).is_file():
         raise UsageError("no session to continue: start one with --session NAME")
-    return text
+    return path
 
 
 @dataclass(frozen=True)
@@ -285,7 +426,9 @@ class SessionSummary:
 
 
 def list_sessions(environ: Mapping[str, str]) -> list[SessionSummary]:
-    """The sessions in the sessions directory, most recently used first (unreadable skipped)."""
+    """The sessions in the sessions directory, most recently used first. Skipped: what is
+    not a session or cannot be read, and names that are not UTF-8 (no output can show them
+    as they are, nor `--session NAME` name them)."""
     directory = sessions_dir(environ)
     try:
         paths = sorted(directory.glob("*" + _SUFFIX))
@@ -294,9 +437,13 @@ def list_sessions(environ: Mapping[str, str]) -> list[SessionSummary]:
     rows = []
     for path in paths:
         name = path.name[: -len(_SUFFIX)]
+        if utf8_text(name) != name:
+            continue
         try:
-            session = _session_from(name, path, json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            session = _read_stored(name, path)
+        except (OSError, NotASessionFile):
+            continue
+        if session is None:  # removed since the listing
             continue
         rows.append(
             SessionSummary(
@@ -308,12 +455,18 @@ def list_sessions(environ: Mapping[str, str]) -> list[SessionSummary]:
 
 
 def remove_session(name: str, environ: Mapping[str, str]) -> Path:
-    """Delete session NAME; a usage error if there is none."""
+    """Delete session NAME; a usage error if there is none, or if the file is not a session
+    (a NAME with `/` may be any path: `sessions rm ./main.py` must not delete a program)."""
     path = session_path(name, environ)
+    missing = f"no session named {name} ({path})"
     try:
+        if _read_stored(name, path) is None:
+            raise UsageError(missing)
         path.unlink()
-    except FileNotFoundError:
-        raise UsageError(f"no session named {name} ({path})") from None
+    except FileNotFoundError:  # removed meanwhile
+        raise UsageError(missing) from None
+    except NotASessionFile as exc:
+        raise UsageError(f"{exc}: it was not removed") from exc
     except OSError as exc:
         raise UsageError(f"cannot remove session {name} ({path}): {exc.strerror}") from exc
     return path

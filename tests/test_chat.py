@@ -15,7 +15,7 @@ import termios
 import time
 from pathlib import Path
 
-from tests.conftest import mavera_env, one_line_error, run_mavera
+from tests.conftest import TEST_KEY, mavera_env, one_line_error, run_mavera
 from tests.scripted_server import Exchange, ScriptedServer, Wire, text_stream
 from tests.test_sessions import mock_answer
 
@@ -179,3 +179,40 @@ def test_usage_is_told_per_turn_on_stderr() -> None:
     lines = [line for line in result.stderr.splitlines() if "usage:" in line]
     assert len(lines) == 2, result.stderr
     assert "credit" in lines[0] and "over" not in lines[1]  # each line is one turn's
+
+
+def test_bytes_typed_that_are_not_utf8_become_replacement_characters(tmp_path: Path) -> None:
+    chat = TerminalChat(
+        ["chat", "--mock", "--session", "p2"], {"XDG_STATE_HOME": str(tmp_path / "state")}
+    )
+    try:
+        chat.wait_for("> ")
+        chat.answer_then_prompt(b"ab\xff\xfecd\r", "You said: ab")
+        chat.answer_then_prompt(b"after\r", "You said: after [turn 2")  # the chat went on
+        chat.type(b"\x04")
+        assert chat.close() == 0
+    finally:
+        if chat.proc.poll() is None:
+            chat.proc.kill()
+    assert "internal error" not in chat.text
+    stored = json.loads((tmp_path / "state/mavera/sessions/p2.json").read_text())
+    assert stored["turns"][0]["items"][0]["content"] == "ab\ufffd\ufffdcd"  # as piped chat reads it
+
+
+def test_a_key_typed_in_chat_is_masked_in_the_input_history(tmp_path: Path) -> None:
+    state = tmp_path / "state" / "mavera"
+    state.mkdir(parents=True)
+    # A history from before the key was masked there is cleaned too.
+    (state / "chat_history").write_text(f"old {TEST_KEY} line\n")
+    chat = TerminalChat(["chat", "--mock"], {"XDG_STATE_HOME": str(tmp_path / "state")})
+    try:
+        chat.wait_for("> ")
+        chat.answer_then_prompt(f"my key is {TEST_KEY}\r".encode(), "You said: my key is ***")
+        chat.type(b"\x04")
+        assert chat.close() == 0
+    finally:
+        if chat.proc.poll() is None:
+            chat.proc.kill()
+    history = (state / "chat_history").read_text()
+    assert TEST_KEY not in history
+    assert "my key is ***" in history and "old *** line" in history

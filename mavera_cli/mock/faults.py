@@ -14,6 +14,7 @@ from typing import Any, Literal
 import orjson
 
 from mavera_cli.errors import UsageError
+from mavera_cli.mock.answers import user_text
 from mavera_cli.mock.responses import DONE_FRAME, Outcome, error_body, sse_frame
 
 RETRY_AFTER_SECONDS = 1
@@ -58,11 +59,13 @@ FAULT_MARKER = "mock-fault:"
 def requested_fault(request: Any) -> Fault | None:
     """The fault a request's own prompt asks for (`… mock-fault:drop-after:2 …`), if any.
 
-    Lets one batch against one server see every outcome; a malformed spec is ignored.
+    The prompt is a string `input`, or the last user message of an `input` list (a session
+    turn, `-c`, chat: earlier turns' markers do not count). Lets one batch against one server
+    see every outcome; a malformed spec is ignored.
     """
-    if not isinstance(request, dict) or not isinstance(request.get("input"), str):
+    if not isinstance(request, dict):
         return None
-    text: str = request["input"]
+    text = user_text(request)
     start = text.find(FAULT_MARKER)
     if start == -1:
         return None
