@@ -6,6 +6,7 @@ The API key is read only from `MAVERA_API_KEY` or the config file, never from a 
 from __future__ import annotations
 
 import ipaddress
+import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,18 +50,39 @@ _DEFAULTS: dict[str, Any] = {
 
 
 def config_path(environ: Mapping[str, str]) -> Path:
-    """The TOML config file: `$MAVERA_CONFIG`, else `$XDG_CONFIG_HOME/mavera/config.toml`."""
+    """The TOML config file: `$MAVERA_CONFIG`, else `$XDG_CONFIG_HOME/mavera/config.toml`
+    (default `~/.config/…`)."""
     if environ.get("MAVERA_CONFIG"):
         return Path(environ["MAVERA_CONFIG"])
-    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")) / ".config")
-    return Path(base).expanduser() / "mavera" / "config.toml"
+    return xdg_dir(environ, "XDG_CONFIG_HOME", ".config", "the config file") / "mavera/config.toml"
 
 
 def config_path_origin(environ: Mapping[str, str]) -> str:
     """Where `config_path` got the path from, in the words `origins` uses."""
     if environ.get("MAVERA_CONFIG"):
         return "env MAVERA_CONFIG"
-    return "env XDG_CONFIG_HOME" if environ.get("XDG_CONFIG_HOME") else "default"
+    xdg = environ.get("XDG_CONFIG_HOME", "")
+    return "env XDG_CONFIG_HOME" if os.path.isabs(xdg) else "default"
+
+
+def xdg_dir(environ: Mapping[str, str], variable: str, default: str, what: str) -> Path:
+    """An XDG base directory: `$variable` if it is an absolute path (the XDG spec has a
+    relative one ignored), else `default` in the home directory. An empty or relative HOME
+    is a usage error: `what` would be found in whatever folder the command runs from (a
+    config file there could send the key anywhere)."""
+    xdg = environ.get(variable, "")
+    if os.path.isabs(xdg):
+        return Path(xdg)
+    home = environ.get("HOME")
+    if home is None:  # unset: the password database's home, as the shell's `~`
+        home = os.path.expanduser("~")
+    if not os.path.isabs(home):
+        problem = f"is not an absolute path ({home})" if home else "is empty"
+        raise UsageError(
+            f"HOME {problem}: {what} would be looked for in {Path(home, default)}, relative to "
+            f"the current folder; set HOME or {variable} to an absolute path"
+        )
+    return Path(home, default)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from mavera_cli.config import xdg_dir
 from mavera_cli.errors import OutputFailedError, UsageError
 from mavera_cli.redact import Redactor
 
@@ -60,25 +61,10 @@ Item = dict[str, Any]
 
 
 def state_dir(environ: Mapping[str, str]) -> Path:
-    """`$XDG_STATE_HOME/mavera`, default `~/.local/state/mavera`.
-
-    A relative XDG_STATE_HOME is ignored, as the XDG spec requires; an empty or relative
-    HOME is a usage error (the state would land in whatever folder the command runs from).
-    """
-    xdg = environ.get("XDG_STATE_HOME", "")
-    if os.path.isabs(xdg):
-        return Path(xdg) / "mavera"
-    home = environ.get("HOME")
-    if home is None:  # unset: the password database's home, as the shell's `~`
-        home = os.path.expanduser("~")
-    if not os.path.isabs(home):
-        problem = f"is not an absolute path ({home})" if home else "is empty"
-        place = Path(home, ".local", "state", "mavera")
-        raise UsageError(
-            f"HOME {problem}: mavera's state (sessions, chat history) would go to {place}, "
-            "relative to the current folder; set HOME or XDG_STATE_HOME to an absolute path"
-        )
-    return Path(home, ".local", "state", "mavera")
+    """`$XDG_STATE_HOME/mavera`, default `~/.local/state/mavera` (see config.xdg_dir)."""
+    return (
+        xdg_dir(environ, "XDG_STATE_HOME", ".local/state", "mavera's state (sessions)") / "mavera"
+    )
 
 
 def sessions_dir(environ: Mapping[str, str]) -> Path:

@@ -4,6 +4,7 @@ and no number of seconds can overflow an OS timer into exit 1 (item 7)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -161,3 +162,30 @@ def test_a_base_url_between_spaces_is_used_without_them(server: ScriptedServer) 
     result = run_mavera(["stream", "hi"], env={"MAVERA_BASE_URL": f"  {server.base_url}/ \n"})
     assert result.stdout == b"ok\n"
     assert [exchange.path for exchange in server.requests] == ["/api/v1/responses"]
+
+
+def test_a_config_file_is_never_looked_for_in_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative XDG_CONFIG_HOME (ignored, as the XDG spec says) or an empty HOME read
+    `./…/mavera/config.toml`: a file in an untrusted folder could set base_url and take the
+    key there."""
+    monkeypatch.chdir(tmp_path)
+    for folder in ("relcfg/mavera", ".config/mavera"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "config.toml").write_text('model = "from-this-folder"\n')
+    home = tmp_path / "home"
+    shown = run_mavera(
+        ["config", "show", "--json"], env={"HOME": str(home), "XDG_CONFIG_HOME": "relcfg"}
+    )
+    rows = json.loads(shown.stdout)
+    assert rows["config_file"] == {
+        "value": str(home / ".config/mavera/config.toml"),
+        "source": "default",
+        "exists": False,
+    }
+    assert rows["model"]["value"] != "from-this-folder"
+    refused = run_mavera(
+        ["stream", "--mock", "hi"], env={"HOME": "", "XDG_CONFIG_HOME": ""}, expect=2
+    )
+    one_line_error(refused.stderr, "HOME is empty", "the config file", ".config")

@@ -151,7 +151,7 @@ def test_an_empty_home_is_a_usage_error_not_a_folder_here(
     env = {"HOME": "", "XDG_STATE_HOME": ""}
     for args in (["sessions"], ["ask", "--mock", "--session", "s", "hi"]):
         result = run_mavera(args, env=env, expect=2)
-        one_line_error(result.stderr, "HOME is empty", ".local/state/mavera")
+        one_line_error(result.stderr, "HOME is empty", ".local/state", "XDG_STATE_HOME")
     assert list(tmp_path.iterdir()) == []
 
 
