@@ -5,14 +5,18 @@ Knows nothing of SSE, rendering or retries; the key lives only in the Authorizat
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import h11
 import httpx
 import orjson
 
@@ -30,11 +34,15 @@ from mavera_cli.errors import (
     redirect_error,
     server_message,
 )
+from mavera_cli.jsonout import json_line
 from mavera_cli.observe import StreamObserver
 from mavera_cli.redact import Redactor, mask_url_credentials
 from mavera_cli.retry import parse_retry_after
 
 MAX_ERROR_BODY = 64 * 1024  # enough for any error message; an HTML page is cut short
+# The content codings mavera can undo: zlib's, always there (httpx decodes these in a body;
+# br and zstd need optional packages, and an error body is decoded here, bounded).
+_ZLIB_WBITS = {"gzip": (zlib.MAX_WBITS | 16,), "deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS)}
 DebugSink = Callable[[str], None]
 
 
@@ -148,6 +156,7 @@ class MaveraClient:
                 follow_redirects=False,
                 # A proxy from the environment must not capture requests to this machine (--mock).
                 trust_env=not is_loopback(host),
+                event_hooks={"response": [_stop_at_redirect]},
                 limits=httpx.Limits(
                     max_connections=max_connections, max_keepalive_connections=max_connections
                 )
@@ -187,7 +196,7 @@ class MaveraClient:
         request = self._http.build_request(
             "POST",
             "responses",
-            content=orjson.dumps(payload),
+            content=_request_body(payload),
             # Compressed SSE would hold deltas back in the decompressor's buffer.
             headers={
                 "Content-Type": "application/json",
@@ -197,8 +206,8 @@ class MaveraClient:
         )
         response = self._send(request, observer)
         try:
-            self._check_status(response)
-            self._check_stream_type(response)
+            self._check_status(response, observer)
+            self._check_stream_type(response, observer)
             yield _raw_chunks(response, self._settings)
         finally:
             response.close()
@@ -211,53 +220,64 @@ class MaveraClient:
     ) -> dict[str, Any]:
         """POST a non-streaming request; the Response object. `on_body` gets the body bytes,
         `observer` the request, the response head and the body as one read."""
-        data = self._request_json("POST", "responses", payload, on_body, observer)
-        if not isinstance(data, dict):
-            raise InvalidOutputError("the server's response is not a JSON object")
-        return data
+        body = self._request("POST", "responses", payload, on_body, observer)
+        data = self._json(body)
+        if isinstance(data, dict) and "status" in data:
+            return data  # the caller judges the status (a failed one has an `error` too)
+        self._check_error_reply(data, body)
+        raise InvalidOutputError(
+            f"the server's response is not a Response object (no status): {self._message(body)}"
+        )
 
     def list_personas(self) -> list[dict[str, Any]]:
         """The personas the key can use."""
-        data = self._request_json("GET", "personas", None)
+        body = self._request("GET", "personas", None)
+        data = self._json(body)
+        self._check_error_reply(data, body)
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise InvalidOutputError("the server's persona list has no `data` array")
         return [item for item in items if isinstance(item, dict)]
 
-    def get_usage(self) -> dict[str, Any]:
-        """`GET /usage`: the account's credits, billing period and rate limit, as sent."""
-        data = self._request_json("GET", "usage", None)
+    def get_usage(self) -> tuple[dict[str, Any], bytes]:
+        """`GET /usage`: the account's credits, billing period and rate limit; the report
+        parsed, and its body as received (one JSON object, checked) for a pipe."""
+        body = self._request("GET", "usage", None)
+        data = _exact_json(body)
+        self._check_error_reply(data, body)
         if not isinstance(data, dict):
-            raise InvalidOutputError("the server's usage report is not a JSON object")
-        return data
+            raise InvalidOutputError(
+                f"the server's usage report is not a JSON object: {self._message(body)}"
+            )
+        return data, body
 
-    def _request_json(
+    def _request(
         self,
         method: str,
         path: str,
         payload: dict[str, Any] | None,
         on_body: Callable[[bytes], None] | None = None,
         observer: StreamObserver | None = None,
-    ) -> Any:
+    ) -> bytes:
+        """A whole (not streamed) 2xx body; `observer` hears it as one read."""
         request = self._http.build_request(
             method,
             path,
-            content=None if payload is None else orjson.dumps(payload),
+            content=None if payload is None else _request_body(payload),
             headers={"Content-Type": "application/json"} if payload is not None else None,
         )
         response = self._send(request, observer)
         try:
-            self._check_status(response)
-            try:
-                body = response.read()
-            except httpx.HTTPError as exc:
-                raise _body_error(exc, self._settings) from exc
+            self._check_status(response, observer)
+            _check_encoding(response)
+            body = _read_body(response, observer, self._settings)
         finally:
             response.close()
-        if observer is not None:
-            observer.on_read(body)
         if on_body is not None:
             on_body(body)
+        return body
+
+    def _json(self, body: bytes) -> Any:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -274,6 +294,8 @@ class MaveraClient:
             observer.on_request(request.method, str(request.url), len(request.content))
         try:
             response = self._http.send(request, stream=True)
+        except _Redirected as redirect:
+            response = redirect.response  # closed: only its head is needed
         except httpx.HTTPError as exc:
             raise _request_error(exc, self._settings) from exc
         except UnicodeError as exc:  # the resolver's: a proxy's host name (ours is checked)
@@ -289,7 +311,9 @@ class MaveraClient:
             self._on_rate_limit(RateLimitHeaders.from_response(response))
         return response
 
-    def _check_status(self, response: httpx.Response) -> None:
+    def _check_status(
+        self, response: httpx.Response, observer: StreamObserver | None = None
+    ) -> None:
         if 300 <= response.status_code < 400:
             location = response.headers.get("location")
             try:
@@ -299,24 +323,32 @@ class MaveraClient:
             raise redirect_error(response.status_code, target, str(response.url))
         if response.status_code < 400:
             return
-        body = self._redactor.data(_read_limited(response))
+        body = self._redactor.data(_read_error_body(response, observer))
         retry_after = parse_retry_after(response.headers)
         raise self._masked(error_for_status(response.status_code, body, retry_after))
 
-    def _check_stream_type(self, response: httpx.Response) -> None:
+    def _check_stream_type(
+        self, response: httpx.Response, observer: StreamObserver | None = None
+    ) -> None:
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in ("", "text/event-stream", "text/plain", "application/octet-stream"):
+            _check_encoding(response)
             return
-        body = _read_limited(response)
+        body = _read_error_body(response, observer)
         message = self._message(body)
         if content_type == "application/json":
             try:
                 data = orjson.loads(body)
             except orjson.JSONDecodeError:
                 data = None
-            if isinstance(data, dict) and data.get("error"):
-                raise NotCompletedError(f"the server answered with an error: {message}")
+            self._check_error_reply(data, body)
         raise InvalidOutputError(f"expected an event stream, got {content_type}: {message}")
+
+    def _check_error_reply(self, data: Any, body: bytes) -> None:
+        """A JSON reply that is an `{"error": …}` object where an answer was expected: the
+        server's error, as `stream` reports a Chat-style error chunk."""
+        if isinstance(data, dict) and data.get("error"):
+            raise NotCompletedError(f"the server answered with an error: {self._message(body)}")
 
     def _message(self, body: bytes) -> str:
         """The server's message from `body`, the key masked before it is cut short."""
@@ -343,6 +375,60 @@ class MaveraClient:
             self._debug(f"< {name}: {value}")
 
 
+class _Redirected(Exception):
+    """A 3xx, handed out of httpx before it builds the request it would redirect to (which
+    fails on a malformed Location, although that request is never sent)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _stop_at_redirect(response: httpx.Response) -> None:
+    """A response hook: redirects are never followed, so httpx need not look at them."""
+    if 300 <= response.status_code < 400:
+        raise _Redirected(response)
+
+
+def _exact_json(body: bytes) -> Any:
+    """`body` parsed as JSON, every number kept (orjson makes floats of big integers and
+    refuses 1e400); None if it is not JSON."""
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")  # json accepts NaN and Infinity, JSON does not
+
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
+def _content_encodings(response: httpx.Response) -> list[str]:
+    """The body's content codings, in the order applied (identity left out)."""
+    values = response.headers.get_list("content-encoding", split_commas=True)
+    return [value for value in (v.strip().lower() for v in values) if value not in ("", "identity")]
+
+
+def _check_encoding(response: httpx.Response) -> None:
+    """A body in a coding httpx would pass through undecoded is unusable: say so."""
+    for encoding in _content_encodings(response):
+        if encoding not in _ZLIB_WBITS:
+            raise InvalidOutputError(
+                f"the server sent its response with Content-Encoding: {encoding}, which "
+                "mavera cannot decode"
+            )
+
+
+def _request_body(payload: dict[str, Any]) -> bytes:
+    """The request as JSON. What it carries comes from the user (a prompt, a schema, a batch
+    item, --functions) and may be nested deeper than orjson writes; the standard library goes
+    further, and past that it is the user's input that cannot be sent."""
+    try:
+        return json_line(payload)[:-1]
+    except InvalidOutputError as exc:
+        raise UsageError(f"the request cannot be written as JSON: {exc.message}") from exc
+
+
 def _raw_chunks(response: httpx.Response, settings: Settings) -> Iterator[bytes]:
     """The body exactly as received, one item per network read."""
     encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
@@ -352,7 +438,27 @@ def _raw_chunks(response: httpx.Response, settings: Settings) -> Iterator[bytes]
         raise _body_error(exc, settings) from exc
 
 
-def _read_limited(response: httpx.Response) -> bytes:
+def _read_body(
+    response: httpx.Response, observer: StreamObserver | None, settings: Settings
+) -> bytes:
+    """The whole body, decoded; `observer` hears it as one read, also the part of a body
+    that broke off (the trace keeps a failed attempt's bytes too)."""
+    chunks: list[bytes] = []
+    try:
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise _body_error(exc, settings) from exc
+    finally:
+        if observer is not None and chunks:
+            observer.on_read(b"".join(chunks))
+    return b"".join(chunks)
+
+
+def _read_error_body(response: httpx.Response, observer: StreamObserver | None) -> bytes:
+    """At most MAX_ERROR_BODY bytes of an error body, decoded per its Content-Encoding (the
+    limit bounds the decoded size: a gzip bomb stays small); a line saying why in its place
+    when it cannot be decoded. `observer` hears the body as one read."""
     chunks: list[bytes] = []
     size = 0
     try:
@@ -363,7 +469,30 @@ def _read_limited(response: httpx.Response) -> bytes:
                 break
     except httpx.HTTPError:
         pass  # the status already says what happened; the body is only decoration
-    return b"".join(chunks)[:MAX_ERROR_BODY]
+    raw = b"".join(chunks)[:MAX_ERROR_BODY]
+    encodings = _content_encodings(response)
+    body = _decoded(raw, encodings) if raw else raw
+    if observer is not None and raw:
+        observer.on_read(raw if body is None else body)
+    if body is None:
+        coding = ", ".join(encodings)
+        return f"a body with Content-Encoding: {coding}, which mavera could not decode".encode()
+    return body
+
+
+def _decoded(data: bytes, encodings: list[str]) -> bytes | None:
+    """`data` with its content codings undone (the last applied first), at most
+    MAX_ERROR_BODY bytes of it; None if it cannot be."""
+    for encoding in reversed(encodings):
+        for wbits in _ZLIB_WBITS.get(encoding, ()):
+            try:
+                data = zlib.decompressobj(wbits).decompress(data, MAX_ERROR_BODY)
+                break
+            except zlib.error:
+                continue  # "deflate" is also sent raw, without its zlib header
+        else:
+            return None
+    return data
 
 
 def _request_error(exc: httpx.HTTPError, settings: Settings) -> MaveraError:
@@ -373,20 +502,50 @@ def _request_error(exc: httpx.HTTPError, settings: Settings) -> MaveraError:
         return TimedOutError(
             f"no answer for {settings.timeout:g}s while {stage} ({_describe(exc, settings)})"
         )
+    if _not_http(exc):
+        # It did answer: not a connection failure, and the same answer would come again.
+        return InvalidOutputError(
+            f"{settings.base_url} answered, but not in valid HTTP/1.1: {_describe(exc, settings)}"
+        )
     return ConnectionFailedError(f"cannot reach {settings.base_url}: {_describe(exc, settings)}")
+
+
+def _not_http(exc: BaseException) -> bool:
+    """Whether h11 (httpx's HTTP/1.1 parser) refused what the server sent, as opposed to a
+    connection that failed or closed before any answer."""
+    cause: BaseException | None = exc
+    while cause is not None:  # httpx raises from httpcore, which raises during h11's
+        if isinstance(cause, h11.RemoteProtocolError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _body_error(exc: httpx.HTTPError, settings: Settings) -> MaveraError:
     """A failure while the body was arriving: the response is cut short."""
     if isinstance(exc, httpx.TimeoutException):
         return TimedOutError(f"no data for {settings.timeout:g}s during the response")
+    if isinstance(exc, httpx.DecodingError):  # bytes that arrived, but not in their coding
+        return InvalidOutputError(
+            f"the server's response could not be decoded: {_describe(exc, settings)}"
+        )
     return PartialStreamError(f"connection broke during the response: {_describe(exc, settings)}")
+
+
+# h11 quotes what it refused as `bytearray(b'…')`.
+_BYTES_REPR = re.compile(r"""bytearray\(b('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\)""")
+_MAX_QUOTED = 80
 
 
 def _describe(exc: BaseException, settings: Settings) -> str:
     """An httpx error as one line, the key masked: its text may quote request headers."""
-    text = str(exc) or type(exc).__name__
+    text = _BYTES_REPR.sub(_quoted_bytes, str(exc) or type(exc).__name__)
     return " ".join(Redactor(settings.api_key).text(text).split())
+
+
+def _quoted_bytes(match: re.Match[str]) -> str:
+    quoted = match.group(1)  # repr has escaped every control character already
+    return quoted if len(quoted) <= _MAX_QUOTED else quoted[: _MAX_QUOTED - 1] + "…"
 
 
 _PROXY_VARIABLES = ("ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY")

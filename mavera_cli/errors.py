@@ -27,6 +27,7 @@ Only the standard library is imported here: every layer may raise these.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from enum import IntEnum
 
@@ -76,12 +77,32 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
 }
 
 
+# A message is one line on stderr and in the NDJSON `mavera.error` line. Server text (an error
+# body's message, a response.failed reason, a refusal) can be megabytes: this much is kept.
+MAX_MESSAGE = 4096
+# The word a cut falls in is dropped whole, up to this long: a key the server echoed must not
+# be left half there (a cut key no longer matches the mask that is applied when it is shown).
+_CUT_WORD = re.compile(r"[\w\-+/=.~]{1,256}\Z")
+
+
+def cut_message(message: str) -> str:
+    """`message`, cut to MAX_MESSAGE characters with a note saying so if it is longer."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    kept = message[:MAX_MESSAGE]
+    word = _CUT_WORD.search(kept)
+    if word is not None:
+        kept = kept[: word.start()]
+    return f"{kept}… [cut: {len(message) - len(kept)} more characters]"
+
+
 class MaveraError(Exception):
     """Base of every failure the tool reports; `exit_code` decides how the process ends."""
 
     exit_code: ExitCode = ExitCode.internal
 
     def __init__(self, message: str) -> None:
+        message = cut_message(message)  # every message built from server text passes here
         super().__init__(message)
         self.message = message
 
@@ -204,7 +225,7 @@ def server_message(body: bytes) -> str:
     text = body.decode("utf-8", "replace").strip()
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         parsed = None
     if isinstance(parsed, Mapping):
         inner = parsed.get("error", parsed)

@@ -18,6 +18,7 @@ from mavera_cli.errors import (
     PartialStreamError,
     RefusalError,
 )
+from mavera_cli.jsonout import json_line
 from mavera_cli.sse import SSEEvent
 
 TEXT_DELTA = "response.output_text.delta"
@@ -73,7 +74,7 @@ def parse_event(sse: SSEEvent, parsed: Any = None) -> ResponseEvent | None:
             if raw.strip() == DONE_MARKER:
                 return None
             data = _parse_lenient(raw, exc)
-            raw = orjson.dumps(data)  # passed through as valid UTF-8 from here on
+            raw = json_line(data)[:-1]  # passed through as valid UTF-8 from here on
     if not isinstance(data, dict):
         raise InvalidOutputError(f"malformed event data: expected a JSON object, got {_clip(raw)}")
     kind = data.get("type")
@@ -305,13 +306,21 @@ def _event_error(acc: ResponseAccumulator) -> str:
     assert acc.error_event is not None
     data = acc.error_event.data
     nested = data.get("error")
+    if _is_text(nested) and not _is_text(data.get("message")):
+        return str(nested)  # {"type": "error", "error": "boom"}
     source = nested if isinstance(nested, dict) else data
     return _describe(source)
 
 
 def _response_error(response: dict[str, Any]) -> str:
     error = response.get("error")
+    if _is_text(error):
+        return str(error)  # a server that sends the reason as a plain string
     return _describe(error) if isinstance(error, dict) else "no reason given"
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _incomplete_reason(response: dict[str, Any]) -> str:

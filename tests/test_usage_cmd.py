@@ -44,7 +44,7 @@ def test_a_pipe_gets_the_servers_object_on_one_line(httpserver: HTTPServer) -> N
 
 def test_the_table_names_credits_period_and_rate_limit() -> None:
     buffer = io.BytesIO()
-    render_usage(REPORT, OutputSink(buffer), as_table=True)
+    render_usage(REPORT, json.dumps(REPORT).encode(), OutputSink(buffer), as_table=True)
     table = buffer.getvalue().decode()
     assert "credits remaining" in table and "8766" in table
     assert "billing period end" in table and "2026-12-01T00:00:00Z" in table

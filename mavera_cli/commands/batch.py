@@ -155,5 +155,5 @@ def usage(
 
     with invocation(reporter_of(ctx), opts) as inv:
         with inv.connect() as api:
-            report = api.call(api.client.get_usage)
-        render_usage(report, inv.sink, as_table=not json_output and inv.stdout.isatty())
+            report, body = api.call(api.client.get_usage)
+        render_usage(report, body, inv.sink, as_table=not json_output and inv.stdout.isatty())

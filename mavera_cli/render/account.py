@@ -1,11 +1,13 @@
 """`usage`: the account's credits, billing period and rate limit; a table for a person at a
-terminal, the server's JSON object on one line for a pipe."""
+terminal, the server's JSON object on one line for a pipe: its bytes as received (not parsed
+and dumped again, which would merge duplicate keys and round big numbers), only re-lined.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
-
-import orjson
 
 from mavera_cli.printable import terminal_safe
 from mavera_cli.render import OutputSink
@@ -23,10 +25,16 @@ _KNOWN = (
 )
 
 
-def render_usage(report: dict[str, Any], sink: OutputSink, *, as_table: bool) -> None:
-    """Write the `GET /usage` report to stdout."""
+# In valid JSON a line break can only be whitespace between tokens (a string cannot hold
+# one raw), and no two tokens that whitespace could join sit side by side in an object.
+_LINE_BREAK = re.compile(rb"[\r\n][\t\n\r ]*")
+
+
+def render_usage(report: dict[str, Any], body: bytes, sink: OutputSink, *, as_table: bool) -> None:
+    """Write the `GET /usage` report to stdout: `report` as a table, or `body` (the same
+    object as received) on one line."""
     if not as_table:
-        sink.write(orjson.dumps(report, option=orjson.OPT_APPEND_NEWLINE))
+        sink.write(_LINE_BREAK.sub(b"", body.strip()) + b"\n")
         return
     rows: list[tuple[str, str]] = []
     shown: set[tuple[str, str]] = set()
@@ -53,5 +61,8 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
+        try:  # json, as the report was parsed with: every number it holds can be written
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        except RecursionError:
+            return "(nested too deeply to show)"
     return str(value)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from mavera_cli.events import response_text
+from mavera_cli.jsonout import json_line
 from mavera_cli.render import OutputSink
 
 
@@ -15,7 +14,7 @@ def write_response(
 ) -> None:
     """The answer's `output_text` (what `stream` would print), or the response object."""
     if as_json:
-        sink.write(orjson.dumps(response, option=orjson.OPT_APPEND_NEWLINE))
+        sink.write(json_line(response))
         return
     text = response_text(response)
     if text:
