@@ -239,6 +239,22 @@ def test_results_to_a_device_are_written_not_read_back(device: str) -> None:
         one_line_error(stderr, "cannot write /dev/full: No space left on device")
 
 
+def test_an_input_nested_past_what_json_writes_is_refused_naming_the_line(
+    tmp_path: Path, mock: MockServer
+) -> None:
+    """300 levels go (orjson writes 254: the standard library takes over); 1,020 levels were an
+    internal error when the request was written."""
+    source = tmp_path / "items.jsonl"
+    deep = "[" * 300 + '"x"' + "]" * 300
+    too_deep = "[" * 1020 + "]" * 1020
+    source.write_text(f'{{"input": [{{"role": "user", "content": "a", "x": {deep}}}]}}\n')
+    assert results(run_mavera(["batch", str(source)], env=_at(mock)).stdout)[0]["exit_code"] == 0
+    source.write_text(f'{{"input": "a"}}\n{{"input": [{too_deep}]}}\n')
+    result = run_mavera(["batch", str(source)], env=_at(mock), expect=2)
+    one_line_error(result.stderr, "input line 2: `input` is not usable JSON: nested too deeply")
+    assert mock.requests_seen == 1
+
+
 def test_the_output_file_cannot_be_the_input(tmp_path: Path, mock: MockServer) -> None:
     """Before, the first result was appended to the items, and the next run read it as one."""
     source = tmp_path / "items.jsonl"

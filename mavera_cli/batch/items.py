@@ -23,7 +23,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from mavera_cli.errors import UsageError
+from mavera_cli.errors import InvalidOutputError, UsageError
+from mavera_cli.jsonout import dump_json, json_line
 from mavera_cli.schema import Schema, load_schema
 
 # What an item line may carry; anything else is kept out of the request.
@@ -156,6 +157,11 @@ def _item_line(raw: bytes, number: int) -> dict[str, Any]:
         raise UsageError(f"input line {number}: the item has no `input`")
     if not isinstance(value, str | list) or (isinstance(value, str) and not value.strip()):
         raise UsageError(f"input line {number}: `input` must be text or an array of items")
+    if isinstance(value, list):
+        try:
+            json_line(value)  # what the request will carry (orjson reads deeper than it writes)
+        except InvalidOutputError as exc:
+            raise UsageError(f"input line {number}: `input` is {exc.message}") from exc
     for name in ("persona_id", "instructions", "model"):
         if fields.get(name) is not None and not isinstance(fields[name], str):
             raise UsageError(f"input line {number}: `{name}` must be a string")
@@ -167,8 +173,8 @@ def _item_line(raw: bytes, number: int) -> dict[str, Any]:
         if not isinstance(schema, dict):
             raise UsageError(f"input line {number}: `schema` must be a JSON object")
         try:
-            fields["schema"] = load_schema(orjson.dumps(schema).decode(), "response")
-        except UsageError as exc:
+            fields["schema"] = load_schema(dump_json(schema).decode(), "response")
+        except (UsageError, InvalidOutputError) as exc:  # (nested past what JSON writes)
             raise UsageError(f"input line {number}: {exc.message}") from exc
     return fields
 

@@ -19,6 +19,7 @@ import orjson
 
 from mavera_cli.batch.items import LONGEST_LINE_BYTES, ItemKey
 from mavera_cli.errors import OutputClosed, OutputFailedError
+from mavera_cli.jsonout import json_line
 from mavera_cli.redact import Redactor
 from mavera_cli.render import OutputSink
 
@@ -82,7 +83,7 @@ class ResultsWriter:
 
     def write(self, result: dict[str, Any]) -> None:
         """One whole line, at once."""
-        line = self._redactor.data(orjson.dumps(result) + b"\n")
+        line = self._redactor.data(json_line(result))
         with self._lock:
             if self._fd is None:
                 self._sink.write(line)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import orjson
 
+from mavera_cli.jsonout import json_line
 from mavera_cli.mock.answers import Answer, CallAnswer, TextAnswer, input_word_count
 
 Outcome = Literal["completed", "failed", "incomplete"]
@@ -54,7 +55,8 @@ def error_body(message: str, type_: str, code: str, param: str | None = None) ->
 
 def sse_frame(event: Mapping[str, Any]) -> bytes:
     """One named SSE event: `event: <type>` then the compact JSON on one `data:` line."""
-    return b"event: %s\ndata: %s\n\n" % (str(event["type"]).encode(), orjson.dumps(event))
+    # (json_line: the request's schema, echoed, may be nested deeper than orjson writes.)
+    return b"event: %s\ndata: %s\n\n" % (str(event["type"]).encode(), json_line(event)[:-1])
 
 
 def final_response(

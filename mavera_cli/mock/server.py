@@ -26,6 +26,7 @@ import orjson
 
 from mavera_cli import __version__
 from mavera_cli.errors import UsageError
+from mavera_cli.jsonout import json_line
 from mavera_cli.mock.answers import CallAnswer, answer
 from mavera_cli.mock.faults import (
     Delivery,
@@ -260,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
             events = response_events(request, reply, ids, outcome)
             self._send_stream(plan_stream(events, fault))
         else:
-            payload = orjson.dumps(final_response(request, reply, ids, outcome))
+            payload = json_line(final_response(request, reply, ids, outcome))[:-1]
             self._send_body(plan_body(payload, fault))
 
     # -- reading -------------------------------------------------------------------------
@@ -526,7 +527,7 @@ class MockServer:
 
     def _record_input(self, request: dict[str, Any]) -> None:
         text = request.get("input")
-        key = text if isinstance(text, str) else orjson.dumps(text).decode()
+        key = text if isinstance(text, str) else json_line(text)[:-1].decode()
         with self._lock:
             self.inputs_seen[key] += 1
 

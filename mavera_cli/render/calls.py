@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from mavera_cli.errors import MaveraError
 from mavera_cli.events import (
     ARGUMENTS_DELTA,
@@ -18,6 +16,7 @@ from mavera_cli.events import (
     ResponseAccumulator,
     ResponseEvent,
 )
+from mavera_cli.jsonout import json_line
 from mavera_cli.render import OutputSink, Renderer
 from mavera_cli.render.ndjson import error_line
 from mavera_cli.terminal import Terminal
@@ -201,7 +200,7 @@ def call_line(call: FunctionCall) -> bytes:
 
 
 def _line(value: dict[str, Any]) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+    return json_line(value)
 
 
 class ToolRoundRenderer(_CallWatcher):

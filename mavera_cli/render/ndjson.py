@@ -6,6 +6,7 @@ import orjson
 
 from mavera_cli.errors import InterruptedRun, MaveraError
 from mavera_cli.events import ResponseAccumulator, ResponseEvent
+from mavera_cli.jsonout import json_line
 from mavera_cli.render import OutputSink, Renderer
 
 
@@ -20,7 +21,7 @@ class NdjsonRenderer(Renderer):
         raw = event.raw
         if b"\n" in raw or b"\r" in raw:
             # Multi-line `data:` fields join with LF; a line of NDJSON must not contain one.
-            raw = orjson.dumps(event.data)
+            raw = json_line(event.data)[:-1]
         self._pending.append(raw)
 
     def flush(self) -> None:

@@ -16,7 +16,6 @@ are imported only when used: start-up stays cheap.
 from __future__ import annotations
 
 import atexit
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any
 
 from mavera_cli.errors import InternalError, InvalidOutputError, MaveraError, OutputClosed
 from mavera_cli.events import NOT_PARSED, TEXT_DELTA, ResponseAccumulator, ResponseEvent
+from mavera_cli.jsonout import dump_json
 from mavera_cli.render import OutputSink, Renderer
 from mavera_cli.render.ndjson import error_line
 from mavera_cli.schema import strict_loads
@@ -59,24 +59,6 @@ def parse_partial(text: str) -> Any:
         return loads(text, parser=strict_loads)
     except _PARTIAL_FAILURES:
         return NOT_YET
-
-
-def dump_json(value: Any, *, indent: int | None = None) -> bytes:
-    """Strictly valid UTF-8 JSON: compact, or indented by `indent` spaces."""
-    separators = (",", ": ") if indent is not None else (",", ":")
-    try:
-        text = json.dumps(
-            value, ensure_ascii=False, allow_nan=False, indent=indent, separators=separators
-        )
-    except ValueError as exc:  # a number too large for a double came back as infinity
-        raise InvalidOutputError(f"the output has a number out of range: {exc}") from exc
-    except RecursionError as exc:
-        raise InvalidOutputError("the output is not usable JSON: nested too deeply") from exc
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        # A lone surrogate escape (`"\ud800"`) has no UTF-8 form; keep it escaped.
-        return json.dumps(value, allow_nan=False, indent=indent, separators=separators).encode()
 
 
 class JsonRenderer(Renderer):

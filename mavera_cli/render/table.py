@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from mavera_cli.jsonout import json_line
 from mavera_cli.printable import terminal_safe
 from mavera_cli.render import OutputSink
 
@@ -16,7 +15,7 @@ def render_personas(items: list[dict[str, Any]], sink: OutputSink, *, as_table: 
     """Write the persona list to stdout."""
     if not as_table:
         # A pipe gets the data as the server sent it (orjson escapes control characters).
-        sink.write(b"".join(orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE) for item in items))
+        sink.write(b"".join(json_line(item) for item in items))
         return
     from io import StringIO
 
