@@ -23,14 +23,17 @@ import orjson
 from mavera_cli import __version__
 from mavera_cli.config import Settings, is_loopback
 from mavera_cli.errors import (
+    EVENT_STREAM_TYPES,
     ConnectionFailedError,
     InvalidOutputError,
     MaveraError,
-    NotCompletedError,
     PartialStreamError,
     TimedOutError,
     UsageError,
     error_for_status,
+    error_reply,
+    not_a_response,
+    not_a_stream,
     redirect_error,
     server_message,
 )
@@ -222,12 +225,10 @@ class MaveraClient:
         `observer` the request, the response head and the body as one read."""
         body = self._request("POST", "responses", payload, on_body, observer)
         data = self._json(body)
-        if isinstance(data, dict) and "status" in data:
-            return data  # the caller judges the status (a failed one has an `error` too)
-        self._check_error_reply(data, body)
-        raise InvalidOutputError(
-            f"the server's response is not a Response object (no status): {self._message(body)}"
-        )
+        problem = not_a_response(data, self._message(body))
+        if problem is not None:
+            raise problem
+        return data  # type: ignore[no-any-return]  # the caller judges its status
 
     def list_personas(self) -> list[dict[str, Any]]:
         """The personas the key can use."""
@@ -331,24 +332,20 @@ class MaveraClient:
         self, response: httpx.Response, observer: StreamObserver | None = None
     ) -> None:
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type in ("", "text/event-stream", "text/plain", "application/octet-stream"):
+        if content_type in EVENT_STREAM_TYPES:
             _check_encoding(response)
             return
         body = _read_error_body(response, observer)
-        message = self._message(body)
-        if content_type == "application/json":
-            try:
-                data = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                data = None
-            self._check_error_reply(data, body)
-        raise InvalidOutputError(f"expected an event stream, got {content_type}: {message}")
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        raise not_a_stream(content_type, data, self._message(body))
 
     def _check_error_reply(self, data: Any, body: bytes) -> None:
-        """A JSON reply that is an `{"error": …}` object where an answer was expected: the
-        server's error, as `stream` reports a Chat-style error chunk."""
-        if isinstance(data, dict) and data.get("error"):
-            raise NotCompletedError(f"the server answered with an error: {self._message(body)}")
+        error = error_reply(data, self._message(body))
+        if error is not None:
+            raise error
 
     def _message(self, body: bytes) -> str:
         """The server's message from `body`, the key masked before it is cut short."""

@@ -252,6 +252,38 @@ def _html_title(html: str) -> str:
     return " ".join(html[start + len("<title>") : end].split())[:_MAX_QUOTED_BODY]
 
 
+# The content types of a 2xx read as an event stream (a server may leave it unlabelled).
+EVENT_STREAM_TYPES = frozenset({"", "text/event-stream", "text/plain", "application/octet-stream"})
+
+
+def error_reply(data: object, message: str) -> NotCompletedError | None:
+    """A JSON reply that is an `{"error": …}` object where an answer was expected: the
+    server's error, as `stream` reports a Chat-style error chunk. `message`: from the body."""
+    if isinstance(data, Mapping) and data.get("error"):
+        return NotCompletedError(f"the server answered with an error: {message}")
+    return None
+
+
+def not_a_stream(content_type: str, data: object, message: str) -> MaveraError:
+    """A 2xx to a streaming request that is no event stream; `data`: its body as JSON, if
+    it is (else None)."""
+    if content_type == "application/json":
+        error = error_reply(data, message)
+        if error is not None:
+            return error
+    return InvalidOutputError(f"expected an event stream, got {content_type}: {message}")
+
+
+def not_a_response(data: object, message: str) -> MaveraError | None:
+    """What is wrong with a non-streamed reply before its status is judged: that it is no
+    Response object (an error envelope, or no status at all)."""
+    if isinstance(data, Mapping) and "status" in data:
+        return None
+    return error_reply(data, message) or InvalidOutputError(
+        f"the server's response is not a Response object (no status): {message}"
+    )
+
+
 def redirect_error(status: int, location: str | None, requested: str) -> RejectedError:
     """A 3xx: never followed, since the key would go wherever it points; the message names
     the target (resolved against `requested`, the URL asked for) and the --base-url to try."""

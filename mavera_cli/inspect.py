@@ -18,13 +18,18 @@ from typing import Any, BinaryIO
 
 from orjson import JSONDecodeError, loads
 
-from mavera_cli.capture import REPLAY_CHUNK
+from mavera_cli.capture import (
+    REPLAY_CHUNK,
+    CheckedTrace,
+    SSEFieldWatch,
+    open_input,
+    recorded_outcome,
+)
 from mavera_cli.errors import ExitCode, InvalidOutputError, MaveraError, UsageError
 from mavera_cli.events import DONE_MARKER, TERMINAL_EVENTS, ResponseAccumulator, parse_event
 from mavera_cli.render.text import TextRenderer
 from mavera_cli.sse import SSEDecoder
 from mavera_cli.timing import TimingFigures, TimingRecorder
-from mavera_cli.trace import Trace, open_recording, read_trace
 
 # The Responses API's event types (protocol.md §5.3); anything else is reported as unknown.
 KNOWN_EVENT_TYPES = frozenset(
@@ -80,9 +85,8 @@ KNOWN_EVENT_FAMILIES = (
 REPLAY_TRUNCATED = TextRenderer.truncatable_events - TERMINAL_EVENTS
 # The sequence number of an event cut short, from the head that was kept.
 _SEQUENCE_NUMBER = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
-# A file is SSE if some line starts with a field an event needs.
-_SSE_FIELD = re.compile(rb"(?:^|[\r\n])(?:data|event)\s*:")
 _CLIP = 80
+_LISTED_LINES = 5  # line numbers a note names
 
 
 def is_known_type(kind: str) -> bool:
@@ -234,9 +238,9 @@ class _TraceClock:
 
 def inspect_file(path: str) -> InspectReport:
     """Read `path` (`-`: stdin), a trace or a raw capture, and report on it."""
-    with open_recording(path) as (stream, is_trace):
-        if is_trace:
-            return _inspect_trace(read_trace(stream, path), path)
+    with open_input(path) as (stream, checked):
+        if checked is not None:
+            return _inspect_trace(checked, path)
         return _inspect_capture(stream, path)
 
 
@@ -244,24 +248,21 @@ def _inspect_capture(stream: BinaryIO, path: str) -> InspectReport:
     report = InspectReport(path, "capture")
     chunks = iter(lambda: stream.read1(REPLAY_CHUNK), b"")  # type: ignore[attr-defined]
     looked = _Analysis(report)
-    first = True
-    sse_fields = False
+    watch = SSEFieldWatch()
     for chunk in chunks:
-        if first or not sse_fields:
-            sse_fields = sse_fields or bool(_SSE_FIELD.search(chunk))
-            first = False
+        watch.feed(chunk)
         looked.feed(chunk)
     looked.finish()
-    if not report.events and not report.done_marker and not sse_fields:
+    if not report.events and not report.done_marker and not watch.seen:
         raise UsageError(f"{path} holds no SSE event and no trace line")
     return report
 
 
-def _inspect_trace(trace: Trace, path: str) -> InspectReport:
+def _inspect_trace(checked: CheckedTrace, path: str) -> InspectReport:
     report = InspectReport(path, "trace")
+    trace = checked.trace
     attempt = trace.last_attempt
-    if attempt is None:
-        raise UsageError(f"{path} holds no mavera.request line: not a trace of a request")
+    assert attempt is not None  # read_checked_trace refuses a trace without a request
     report.attempts = len(trace.attempts)
     report.recorded_end = trace.end
     clock = _TraceClock()
@@ -270,17 +271,33 @@ def _inspect_trace(trace: Trace, path: str) -> InspectReport:
         clock.t = each.start
         timing.on_request(str(each.request.get("method")), "", 0)
         if each.response is not None and each is attempt:
-            clock.t = float(each.response.get("t") or 0.0)
-            timing.on_response(int(each.response.get("status") or 0), ())
-    looked = _Analysis(report, timing, clock)
-    for t, data in attempt.reads:
-        clock.t = t
-        looked.feed(data)
-    looked.finish()
-    timing.end_at(float(trace.end.get("t") or trace.last_t) if trace.end else trace.last_t)
+            clock.t = each.response.get("t", clock.t)  # checked: seconds, in order
+            timing.on_response(each.response["status"], ())
+    # No event stream (no answer, an HTTP error, `ask`'s JSON): judged as the live command did.
+    outcome = recorded_outcome(trace)
+    if outcome is None:
+        looked = _Analysis(report, timing, clock)
+        for t, data in attempt.reads:
+            clock.t = t
+            looked.feed(data)
+        looked.finish()
+    else:
+        report.bytes = sum(len(data) for _, data in attempt.reads)
+        report.outcome_error = outcome.error
+        usage = (outcome.response or {}).get("usage")
+        if isinstance(usage, dict):
+            report.usage = {"credits_used": None, **usage}
+    timing.end_at(checked.last_t)
     report.timing = timing.figures
     if attempt.response is not None and attempt.response.get("status") != 200:
         report.notes.append(f"the last attempt was answered with HTTP {attempt.response['status']}")
+    elif attempt.response is None and not attempt.reads:
+        report.notes.append("the last attempt got no answer")
+    if checked.went_back:
+        lines = ", ".join(map(str, checked.went_back[:_LISTED_LINES]))
+        report.notes.append(
+            f"times go back on line {lines}: counted as the time before them, no wait"
+        )
     if trace.end is None:
         report.cut = True
         torn = " (its last line was torn mid-way)" if trace.torn_line else ""
@@ -291,10 +308,8 @@ def _inspect_trace(trace: Trace, path: str) -> InspectReport:
         report.notes.append(
             f"{report.attempts} requests (retries or tool rounds): the last one is reported"
         )
-    headers = attempt.response.get("headers") if attempt.response is not None else None
-    content_type = headers.get("content-type", "") if isinstance(headers, dict) else ""
-    if isinstance(content_type, str) and content_type.startswith("application/json"):
-        report.notes.append("the body is JSON, not an event stream (a trace of `ask`?)")
+    if outcome is not None and outcome.response is not None:
+        report.notes.append("the body is JSON, not an event stream (a trace of `ask`)")
     return report
 
 

@@ -6,6 +6,8 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+from mavera_cli.errors import UsageError
+
 
 @dataclass(frozen=True)
 class DiagnosticOptions:
@@ -41,6 +43,12 @@ class RequestOptions(DiagnosticOptions):
     continue_last: bool = False
     previous_response_id: str | None = None
     raw: bool = False
+
+    def __post_init__(self) -> None:
+        # An empty file name read as "not given" before: the run wrote no file, silently.
+        for flag, path in (("--save-raw", self.save_raw), ("--trace", self.trace)):
+            if path is not None and not path.strip():
+                raise UsageError(f"{flag}: the file name is empty")
 
     @classmethod
     def diagnostics_only(cls, diag: DiagnosticOptions) -> "RequestOptions":

@@ -99,3 +99,32 @@ class PtyRun:
             self.proc.stdout.close()
         with contextlib.suppress(OSError):
             os.close(self.master)
+
+
+def run_on_a_pty(
+    args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 30
+) -> tuple[bytes, str, int]:
+    """`mavera ARGS` with stdout on a pseudo-terminal: what it drew, stderr, exit status."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mavera_cli", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env=mavera_env({"TERM": "xterm-256color", **(env or {})}),
+    )
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            piece = os.read(master, 65536)
+        except OSError:  # EIO: the child exited
+            break
+        if not piece:
+            break
+        drawn += piece
+    os.close(master)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    return drawn, stderr, proc.wait(timeout=timeout)

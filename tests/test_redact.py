@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import json
 import itertools
+import json
 import os
 import resource
 import signal
@@ -92,12 +92,11 @@ def escaped(text: str, which: str = "all", upper: bool = False) -> bytes:
     """`text` as JSON may spell it: every character (or every other one) as `\\uXXXX`."""
     form = "\\u%04X" if upper else "\\u%04x"
     return "".join(
-        form % ord(char) if which == "all" or index % 2 else char
-        for index, char in enumerate(text)
+        form % ord(char) if which == "all" or index % 2 else char for index, char in enumerate(text)
     ).encode()
 
 
-SLASHED_KEY = "mvra/live\"quoted\"/back\\slash9"  # a key with the characters JSON escapes short
+SLASHED_KEY = 'mvra/live"quoted"/back\\slash9'  # a key with the characters JSON escapes short
 SPELLED = {
     "every character escaped": (TEST_KEY, b'{"delta":"a ' + escaped(TEST_KEY) + b' b"}'),
     "every other one": (TEST_KEY, b'{"delta":"' + escaped(TEST_KEY, "odd") + b'"}'),

@@ -163,9 +163,10 @@ def test_ask_traces_the_body_as_one_read(server, tmp_path: Path) -> None:
         "mavera.end",
     ]
     assert json.loads(read_bytes(lines)) == body
-    # Not a stream: inspect says so, and gives replay's exit code for it.
-    report = run_mavera(["inspect", "--json", str(trace)], expect=7)
+    # Not a stream: inspect says so, and gives ask's exit code for it; replay prints as ask.
+    report = run_mavera(["inspect", "--json", str(trace)], expect=0)
     assert any("not an event stream" in note for note in json.loads(report.stdout)["notes"])
+    assert run_mavera(["replay", str(trace)]).stdout == b"fine\n"
 
 
 def test_an_unwritable_trace_is_a_usage_error_before_anything_is_sent(

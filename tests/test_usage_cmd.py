@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import pty
-import subprocess
-import sys
 
 from pytest_httpserver import HTTPServer
 
 from mavera_cli.mock import MockServer
 from mavera_cli.render import OutputSink
 from mavera_cli.render.account import render_usage
-from tests.conftest import TEST_KEY, mavera_env, one_line_error, run_mavera
-from tests.pty_helpers import PtyRun, strip_ansi
+from tests.conftest import TEST_KEY, one_line_error, run_mavera
+from tests.pty_helpers import PtyRun, run_on_a_pty, strip_ansi
 
 REPORT = {
     "credits": {"used": 1234, "included": 10000, "remaining": 8766, "percentage_used": 12.34},
@@ -55,28 +51,8 @@ def test_the_table_names_credits_period_and_rate_limit() -> None:
 
 def test_a_terminal_gets_the_table(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/api/v1/usage").respond_with_json(REPORT)
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mavera_cli", "usage", "--base-url", base_url(httpserver)],
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=subprocess.PIPE,
-        env=mavera_env({"TERM": "xterm-256color"}),
-    )
-    os.close(slave)
-    drawn = b""
-    while True:
-        try:
-            piece = os.read(master, 65536)
-        except OSError:  # EIO: the child exited
-            break
-        if not piece:
-            break
-        drawn += piece
-    os.close(master)
-    assert proc.wait(15) == 0
-    assert proc.stderr is not None and proc.stderr.read() == b""
-    proc.stderr.close()
+    drawn, stderr, code = run_on_a_pty(["usage", "--base-url", base_url(httpserver)])
+    assert code == 0 and stderr == ""
     text = strip_ansi(drawn)
     assert "credits remaining" in text and "8766" in text
     assert "{" not in text.split("api_requests")[0], "a table, not JSON"

@@ -43,13 +43,14 @@ def inspect(
       mavera inspect run.trace | jq '.timing.longest_stalls[0]'
     """
     from mavera_cli.inspect import inspect_file
-    from mavera_cli.invocation import open_terminal, standard_streams
-    from mavera_cli.render import OutputSink
+    from mavera_cli.invocation import invocation
+    from mavera_cli.options import RequestOptions
     from mavera_cli.render.inspect import write_report
 
-    reporter = reporter_of(ctx)
-    stdout, _, _ = standard_streams()
-    open_terminal(reporter, diag, None)
-    report = inspect_file(path)
-    write_report(report, OutputSink(stdout), as_json=as_json or not stdout.isatty())
+    # The settings, for the key: a recording may hold it (echoed by a server), and what
+    # inspect writes masks it as the live commands do.
+    with invocation(reporter_of(ctx), RequestOptions.diagnostics_only(diag)) as inv:
+        report = inspect_file(path)
+        as_table = not as_json and inv.stdout.isatty()
+        write_report(report, inv.sink, as_json=not as_table, secret=inv.settings.api_key)
     return report.exit_code

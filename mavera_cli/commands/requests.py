@@ -153,30 +153,51 @@ def replay(
       mavera replay --events run.sse | jq -r .type
       mavera replay --pace original run.trace
     """
+    from contextlib import nullcontext
+
     from mavera_cli.capture import parse_pace, replay_chunks
     from mavera_cli.core import run_stream
-    from mavera_cli.invocation import open_terminal, standard_streams
-    from mavera_cli.render import OutputSink
+    from mavera_cli.events import response_outcome_error
+    from mavera_cli.invocation import invocation
+    from mavera_cli.options import RequestOptions
     from mavera_cli.render.choose import OutputMode, renderer_for
+    from mavera_cli.render.response import write_response
     from mavera_cli.schema import json_output_parser
 
-    reporter = reporter_of(ctx)
-    stdout, _, _ = standard_streams()
-    if events:
-        reporter.ndjson_stdout = stdout
-    terminal = open_terminal(reporter, diag, None)
-    factor = parse_pace(pace) if pace is not None else None
     modes = {ReplayMode.json: OutputMode.json, ReplayMode.tools: OutputMode.calls}
     output = OutputMode.events if events else modes.get(mode, OutputMode.text)
-    renderer = renderer_for(
-        output, OutputSink(stdout), terminal, final_newline=not no_newline, pretty=stdout.isatty()
-    )
-    reporter.renderer = renderer
-    parse_output = json_output_parser() if output is OutputMode.json else None
-    try:
-        run_stream(lambda: replay_chunks(path, factor), renderer, parse_output=parse_output)
-    finally:
-        renderer.close()
+    # The settings, for the key: a recording may hold it (echoed by a server), and replay
+    # masks it wherever it writes, as the live commands do.
+    opts = RequestOptions.diagnostics_only(diag)
+    with invocation(reporter_of(ctx), opts, ndjson=events) as inv:
+        factor = parse_pace(pace) if pace is not None else None
+        renderer = renderer_for(
+            output,
+            inv.sink,
+            inv.terminal,
+            final_newline=not no_newline,
+            pretty=inv.stdout.isatty(),
+        )
+        inv.show(renderer)
+        parse_output = json_output_parser() if output is OutputMode.json else None
+        try:
+            with replay_chunks(path, factor) as recorded:
+                if recorded.response is None:
+                    source = nullcontext(recorded.chunks)
+                    run_stream(lambda: source, renderer, parse_output=parse_output)
+                    return
+                # A trace of `ask`: one whole response, no events; shown as `ask` shows it.
+                if output is OutputMode.text:
+                    write_response(
+                        recorded.response, inv.sink, as_json=False, final_newline=not no_newline
+                    )
+                else:
+                    inv.terminal.warn(f"{path} holds no events (a trace of `ask`): none shown")
+                error = response_outcome_error(recorded.response)
+                if error is not None:
+                    raise error
+        finally:
+            renderer.close()
 
 
 @request_options
