@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from rich.cells import get_character_cell_size
 
 from mavera_cli.events import ResponseAccumulator
 from mavera_cli.printable import ScreenText
@@ -135,18 +136,33 @@ def test_the_key_is_masked_before_rendering() -> None:
     assert "".join(screen).count("***") == 2
 
 
-# --- a terminal emulator just big enough for what is drawn: text, CR/LF, cursor up, erase ---
+# --- a terminal emulator just big enough for what is drawn: text (wide characters take two
+# columns), CR/LF, cursor up/down, erase, autowrap on/off, and a resize that re-flows ---
 
 _TOKEN = re.compile(r"\x1b\[([0-9;?]*)([ -/]*)([@-~])|\x1b[()78=>][0-9A-Za-z]?|\r|\n|[^\x1b\r\n]")
 
 
-def emulate(data: bytes, *, rows: int, cols: int) -> list[str]:
+def emulate(
+    data: bytes, *, rows: int, cols: int, resizes: list[tuple[int, int]] | None = None
+) -> list[str]:
     """Every line ever on screen (scrollback included) after `data` is drawn, as xterm would:
-    the cursor cannot go above the screen's top, so what scrolled off stays as it was."""
-    lines: list[list[str]] = [[]]
+    the cursor cannot go above the screen's top, so what scrolled off stays as it was. As
+    tmux does, "erase below" from the screen's top-left corner first scrolls the screen into
+    the scrollback (scroll-on-clear), and `resizes` ((byte offset, new width), in order)
+    re-flow every line longer than the new width onto several rows, the cursor with them."""
+    lines: list[list[str]] = [[]]  # a wide character is its glyph, then "" for its 2nd column
     row = col = 0
-    for match in _TOKEN.finditer(data.decode("utf-8", "replace")):
+    autowrap = True
+    text = data.decode("utf-8", "replace")
+    cuts = [
+        (len(data[:offset].decode("utf-8", "replace")), width) for offset, width in resizes or []
+    ]
+    for match in _TOKEN.finditer(text):
+        while cuts and match.start() >= cuts[0][0]:
+            cols = cuts.pop(0)[1]
+            lines, row, col = _reflow(lines, row, col, cols)
         token = match.group(0)
+        top = max(0, len(lines) - rows)
         if token == "\r":
             col = 0
         elif token == "\n":  # a terminal's default ONLCR: a line feed returns the carriage
@@ -155,27 +171,53 @@ def emulate(data: bytes, *, rows: int, cols: int) -> list[str]:
                 lines.append([])
         elif match.group(3):
             final, params = match.group(3), match.group(1)
-            count = int(params) if params.isdigit() else (1 if final == "A" else 0)
-            if final == "A":
-                row = max(row - count, max(0, len(lines) - rows))
+            count = int(params) if params.isdigit() else (1 if final in "AB" else 0)
+            if params == "?7" and final in "hl":  # DECAWM
+                autowrap = final == "h"
+            elif final == "A":
+                row = max(row - count, top)
+            elif final == "B":
+                row = min(row + count, max(len(lines), rows) - 1)
+                lines.extend([] for _ in range(row + 1 - len(lines)))
             elif final == "J":
+                if row == top and col == 0 and any(lines[top:]):  # tmux's scroll-on-clear
+                    lines.append([])
+                    row = len(lines) - 1
                 del lines[row][col:]
                 del lines[row + 1 :]
             elif final == "K":
                 lines[row] = [] if count == 2 else lines[row][:col]
         elif not token.startswith("\x1b"):
-            if col >= cols:  # xterm wraps when the next character comes
-                row, col = row + 1, 0
-                if row == len(lines):
-                    lines.append([])
+            size = get_character_cell_size(token)
+            if col + size > cols:
+                if autowrap:  # xterm wraps when the next character comes
+                    row, col = row + 1, 0
+                    if row == len(lines):
+                        lines.append([])
+                else:  # clipped: it lands in the last column(s)
+                    col = max(cols - size, 0)
             line = lines[row]
-            line.extend(" " * (col - len(line)))
-            if col < len(line):
-                line[col] = token
-            else:
-                line.append(token)
-            col += 1
+            line.extend(" " * (col + size - len(line)))
+            line[col : col + size] = [token] + [""] * (size - 1)
+            col += size
     return ["".join(line).rstrip() for line in lines]
+
+
+def _reflow(
+    lines: list[list[str]], row: int, col: int, cols: int
+) -> tuple[list[list[str]], int, int]:
+    """The lines re-flowed to `cols` columns (longer ones split; none joined), and the cursor."""
+    flowed: list[list[str]] = []
+    for index, line in enumerate(lines):
+        pieces = [line[start : start + cols] for start in range(0, len(line), cols)] or [[]]
+        if index == row:
+            # Just past a piece's end, the cursor stays on its row, pending a wrap (as tmux).
+            pending = col and col % cols == 0 and col >= len(line)
+            extra = (col - 1) // cols if pending else col // cols
+            row, col = len(flowed) + extra, col - extra * cols
+            pieces.extend([] for _ in range(extra + 1 - len(pieces)))
+        flowed.extend(pieces)
+    return flowed, row, col
 
 
 class MarkdownTerminal:
@@ -255,6 +297,69 @@ def test_a_long_answer_scrolls_and_shows_each_line_once_in_order(server: Scripte
         assert len(hits) == 1, (marker, hits, screen)
         positions.append(hits[0])
     assert positions == sorted(positions)
+
+
+NARROW = (
+    "You said: alpha beta gamma delta epsilon\n\n"
+    "日本語の文章 and 😀😀 then supercalifragilistic, a word wider than the screen. The end.\n"
+)
+
+
+def drawn_at_once(text: str, rows: int, cols: int) -> list[str]:
+    """The screen when the whole answer arrives in one piece: each block drawn once, at once."""
+    out = io.BytesIO()
+    renderer = _renderer(out, iter([0.0] * 1000), width=cols)
+    renderer.start(ResponseAccumulator())
+    renderer.write_text(text)
+    renderer.finish(ResponseAccumulator())
+    return emulate(out.getvalue(), rows=rows, cols=cols)
+
+
+@pytest.mark.parametrize("cols", [1, 2, 5, 10, 11, 12, 13, 20])
+def test_on_a_narrow_terminal_each_line_is_drawn_once(server: ScriptedServer, cols: int) -> None:
+    """The growing block is redrawn many times (2 characters every 30 ms) and wraps, holds
+    wide characters (2 columns) and a word longer than the width: what stays on screen, the
+    scrollback included, is the answer as if drawn at once, no earlier state of it left."""
+    serve_paced(server, NARROW, size=2, pause=0.03)
+    term = MarkdownTerminal(["stream", "--base-url", server.base_url, "hi"], 8, cols, {})
+    drawn = term.output()
+    assert drawn.count(b"\r") > 10  # back to the growing block's start, to draw it again
+    screen = emulate(drawn, rows=8, cols=cols)
+    assert screen == drawn_at_once(NARROW, rows=8, cols=cols)
+    # ... and that is the whole answer, once (one column cannot show a 2-column character).
+    shown = "".join(screen).replace(" ", "")
+    expected = NARROW if cols > 1 else re.sub(r"[日本語の文章😀]", "?", NARROW)
+    assert shown == re.sub(r"\s", "", expected)
+
+
+@pytest.mark.parametrize("widths", [(20, 11, 6, 3, 30), (12, 2, 9)], ids=str)
+def test_a_terminal_resized_mid_answer_is_drawn_at_its_new_width(
+    widths: tuple[int, ...],
+) -> None:
+    """The size is read again before each drawing; a terminal made narrower re-flows the rows
+    already drawn (tmux, VTE, kitty), and the erase counts the rows they now take."""
+    out = io.BytesIO()
+    width = [widths[0]]
+    renderer = MarkdownRenderer(
+        OutputSink(out),  # type: ignore[arg-type]
+        width=widths[0],
+        height=40,
+        color=False,
+        clock=iter(float(n) for n in range(10**6)).__next__,
+        size=lambda: (width[0], 40),
+    )
+    renderer.start(ResponseAccumulator())
+    words = [f"w{n:02d}" for n in range(60)]
+    resizes = []
+    for n, word in enumerate(words):
+        if n and n % (len(words) // len(widths)) == 0 and len(resizes) < len(widths) - 1:
+            width[0] = widths[len(resizes) + 1]
+            resizes.append((len(out.getvalue()), width[0]))
+        renderer.write_text(word + ("\n\n" if n % 25 == 24 else " "))
+    renderer.finish(ResponseAccumulator())
+    assert len(resizes) == len(widths) - 1
+    screen = emulate(out.getvalue(), rows=40, cols=widths[0], resizes=resizes)
+    assert "".join(screen).replace(" ", "") == "".join(words)
 
 
 @pytest.mark.parametrize(

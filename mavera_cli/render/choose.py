@@ -99,10 +99,17 @@ def text_renderer(
         width, height = size.columns, size.lines
     except (OSError, ValueError):
         width, height = 80, 24
+    fileno = stdout.fileno()
+
+    def current_size() -> tuple[int, int]:  # read before each drawing: a window resized
+        now = os.get_terminal_size(fileno)
+        return now.columns, now.lines
+
     return MarkdownRenderer(
         sink,
         width=width,
         height=height,
         color=color_enabled(no_color=no_color, is_tty=True, environ=environ),
         secret=secret,
+        size=current_size,
     )

@@ -5,10 +5,12 @@ Block boundaries are decided on the plain text, line by line: a blank line outsi
 code block, a closed fence, a heading line. A finished block is rendered with rich's Markdown
 to the terminal's width and written once: nothing committed is ever redrawn, so an answer
 longer than the screen scrolls like any output. The block still growing is drawn below it,
-dimmed, as its last few rows only (each row cut to the width, so the region's height is
-known); it is erased and redrawn at most `REDRAW_INTERVAL` apart, and erased for good when the
-block is committed. The work per redraw is bounded by the region's size, whatever the length
-of the answer; rich renders each block once.
+dimmed, as its last few rows only; it is erased and redrawn at most `REDRAW_INTERVAL` apart,
+and erased for good when the block is committed. Erasing moves up as many rows as were drawn,
+so every row is cut to fit the terminal's real width in cells (wide characters count two) and
+drawn with autowrap off: the terminal never wraps a row behind the renderer's back. The work
+per redraw is bounded by the region's size, whatever the length of the answer; rich renders
+each block once.
 
 Only for stdout on a terminal (`render/choose.py` decides); a pipe always gets the plain text.
 """
@@ -32,11 +34,21 @@ from mavera_cli.render.text import TextRenderer
 REDRAW_INTERVAL = 0.05
 # The growing block shows at most this many rows (fewer on a short terminal).
 TAIL_ROWS = 6
+# Narrower than this, rich's list indents and code padding leave no room for the text itself:
+# a finished block is shown as its plain text instead, so nothing is lost.
+MIN_RENDER_WIDTH = 8
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 _HEADING = re.compile(r" {0,3}#{1,6}(?:\s|$)")
 _DIM = "\x1b[2m"
 _RESET = "\x1b[0m"
-_ERASE_DOWN = "\x1b[J"
+_ERASE_LINE = "\x1b[K"
+# Down a row, erase from there to the screen's end, back up. Not "erase below" from the top
+# row: at the screen's top-left corner tmux takes that for a clear screen and scrolls the
+# screen into its history (scroll-on-clear), keeping a copy of the growing block there.
+_ERASE_ROWS_BELOW = "\x1b[B\x1b[J\x1b[A"
+# DECAWM: while off, text reaching the right margin is clipped instead of wrapped.
+_AUTOWRAP_OFF = "\x1b[?7l"
+_AUTOWRAP_ON = "\x1b[?7h"
 
 
 class BlockSplitter:
@@ -140,19 +152,39 @@ class MarkdownRenderer(TextRenderer):
         color: bool = True,
         secret: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        size: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
+        """`width` x `height` is the terminal's size; `size`, if given, reads it again before
+        each drawing, so a terminal resized mid-answer is drawn at its new size."""
         super().__init__(sink, final_newline=False)
-        self._width = max(width, 20)
-        self._rows = max(1, min(TAIL_ROWS, height - 2))
+        self._size = size
+        self._width = 1
+        self._rows = 1
+        self._resize(width, height)
         self._color = color
         self._redactor = Redactor(secret)
         self._clock = clock
         self._splitter = BlockSplitter(self._commit_block)
-        self._drawn_rows = 0  # rows of the growing block on screen now
+        # Cells of each row of the growing block on screen now (a blank separator row is 0).
+        self._drawn: list[int] = []
         self._blocks = 0
         self._last_draw = 0.0
         self._console_buffer = StringIO()
         self._console = self._make_console()
+
+    def _resize(self, width: int, height: int) -> None:
+        self._width = max(width, 1)
+        self._rows = max(1, min(TAIL_ROWS, height - 2))
+
+    def _measure(self) -> None:
+        """Read the terminal's size again, if we can (it may have been resized)."""
+        if self._size is None:
+            return
+        try:
+            width, height = self._size()
+        except (OSError, ValueError):  # stdout closed or no longer a terminal: keep the last
+            return
+        self._resize(width, height)
 
     def _make_console(self) -> Any:
         from rich.console import Console
@@ -160,7 +192,7 @@ class MarkdownRenderer(TextRenderer):
         return Console(
             file=self._console_buffer,
             force_terminal=True,
-            width=self._width,
+            width=max(self._width, MIN_RENDER_WIDTH),
             no_color=not self._color,
             color_system="truecolor" if self._color else None,
             highlight=False,
@@ -199,12 +231,17 @@ class MarkdownRenderer(TextRenderer):
     def _commit_block(self, block: str) -> None:
         from rich.markdown import Markdown
 
+        self._measure()
         source = self._redactor.text(_safe_source(block))
-        buffer = self._console_buffer
-        buffer.seek(0)
-        buffer.truncate()
-        self._console.print(Markdown(source, code_theme="monokai", hyperlinks=False))
-        rendered = buffer.getvalue()
+        if self._width < MIN_RENDER_WIDTH:
+            rendered = "".join(_fit(line, self._width) + "\n" for line in source.split("\n"))
+        else:
+            buffer = self._console_buffer
+            buffer.seek(0)
+            buffer.truncate()
+            self._console.width = self._width
+            self._console.print(Markdown(source, code_theme="monokai", hyperlinks=False))
+            rendered = buffer.getvalue()
         out = self._erase_sequence() + ("\n" if self._blocks else "") + rendered
         self._blocks += 1
         self._sink.write(out.encode("utf-8", "surrogatepass"))
@@ -213,40 +250,73 @@ class MarkdownRenderer(TextRenderer):
     def _draw_growing(self) -> None:
         if not self._splitter.growing:
             return
+        self._measure()
         rows = self._rows_of(self._splitter.growing_lines(self._rows, self._width))
-        body = "\n".join(rows)
+        body = "\n".join(text for text, _ in rows)
         styled = f"{_DIM}{body}{_RESET}" if self._color else body
-        prefix = "\n" if self._blocks and not self._drawn_rows else ""
-        out = self._erase_sequence() + prefix + styled
-        self._drawn_rows = len(rows) + (1 if prefix else 0)
+        prefix = "\n" if self._blocks and not self._drawn else ""
+        # Autowrap off as well: should the terminal count a character wider than rich does
+        # (an emoji sequence, an ambiguous-width symbol), the row is clipped, not wrapped.
+        out = self._erase_sequence() + prefix + _AUTOWRAP_OFF + styled + _AUTOWRAP_ON
+        self._drawn = ([0] if prefix else []) + [cells for _, cells in rows]
         self._sink.write(self._redactor.text(out).encode("utf-8", "surrogatepass"))
 
     def _erase_growing(self) -> None:
+        self._measure()
         erase = self._erase_sequence()
         if erase:
             self._sink.write(erase.encode())
 
     def _erase_sequence(self) -> str:
         """Back to the start of the growing block's region, erasing it (empty if none)."""
-        rows, self._drawn_rows = self._drawn_rows, 0
-        if not rows:
+        drawn, self._drawn = self._drawn, []
+        if not drawn:
             return ""
-        up = f"\x1b[{rows - 1}A" if rows > 1 else ""
-        return "\r" + up + _ERASE_DOWN
+        # Each row was drawn narrower than the width of the time. If the terminal has since
+        # been made narrower, it re-flows (tmux, VTE, kitty, iTerm2, Windows Terminal) each
+        # row longer than the new width onto several rows, the cursor with its text. (The
+        # caller has just measured the terminal.)
+        rows = sum(max(1, -(-cells // self._width)) for cells in drawn)
+        if rows == 1:  # nothing below it (and it may be the screen's last row: no going down)
+            return "\r" + _ERASE_LINE
+        return f"\r\x1b[{rows - 1}A" + _ERASE_LINE + _ERASE_ROWS_BELOW
 
-    def _rows_of(self, lines: list[str]) -> list[str]:
-        """The last screen rows these lines fill, each at most width-1 cells (never wraps)."""
-        from rich.cells import cell_len, chop_cells
-
-        limit = self._width - 1
-        rows: list[str] = []
+    def _rows_of(self, lines: list[str]) -> list[tuple[str, int]]:
+        """The last screen rows these lines fill, with their cells; none wider than width-1
+        (or 1 on a one-column terminal), so none ends in the pending-wrap state."""
+        limit = max(self._width - 1, 1)
+        rows: list[tuple[str, int]] = []
         for line in lines:
-            line = terminal_safe(line.replace("\t", "    "))
-            if cell_len(line) <= limit:
-                rows.append(line)
-            else:
-                rows.extend(chop_cells(line, limit))
+            rows.extend(_chop(terminal_safe(line.replace("\t", "    ")), limit, self._width))
         return rows[-self._rows :]
+
+
+def _chop(line: str, limit: int, width: int) -> list[tuple[str, int]]:
+    """`line` cut into rows of at most `limit` cells (a wide character that does not fit in
+    what is left of a row starts the next one), each with its cells."""
+    from rich.cells import get_character_cell_size
+
+    rows: list[tuple[str, int]] = []
+    row: list[str] = []
+    cells = 0
+    for char in line:
+        size = get_character_cell_size(char)
+        if size > width:  # two cells on a one-column terminal: it cannot be shown at all
+            char, size = "?", 1
+        if cells + size > limit and row:
+            rows.append(("".join(row), cells))
+            row, cells = [], 0
+        row.append(char)
+        cells += size
+    rows.append(("".join(row), cells))
+    return rows
+
+
+def _fit(line: str, width: int) -> str:
+    """`line` with every character the terminal can show in `width` columns."""
+    if width >= 2:
+        return line
+    return "".join(text for text, _ in _chop(line, width, width))
 
 
 def _safe_source(block: str) -> str:
