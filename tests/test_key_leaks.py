@@ -117,13 +117,23 @@ def test_text_mode_masks_the_key_split_at_every_position(server, tmp_path: Path)
 
 
 def test_events_mode_masks_the_key_split_at_every_position(server, tmp_path: Path) -> None:
-    writes, _ = split_key_stream()
+    writes, text = split_key_stream()
     server.script(paced(writes))
     capture = tmp_path / "raw.sse"
     result = run_mavera(["stream", "--events", "-v", *save_raw(capture, server), "hi"])
-    assert result.stdout.splitlines() == ndjson_lines(writes)
+    lines = result.stdout.splitlines()
+    sent = ndjson_lines(writes)
+    events = [json.loads(line) for line in lines]
+    assert [event["type"] for event in events] == [json.loads(line)["type"] for line in sent]
+    # The deltas that spell the key between them carry it masked (`jq -j .delta` joined the
+    # halves again); every other line is as sent.
+    joined = "".join(event.get("delta", "") for event in events)
+    assert joined.encode() == text
+    assert sum(line != as_sent for line, as_sent in zip(lines, sent, strict=True)) == 2 * len(
+        SPLITS
+    )
     assert capture.read_bytes() == b"".join(writes).replace(KEY, MASK)
-    assert_no_key(result.stdout, result.stderr, capture.read_bytes())
+    assert_no_key(result.stdout, result.stderr, capture.read_bytes(), joined)
 
 
 def test_a_key_split_by_one_byte_writes_is_masked(server, tmp_path: Path) -> None:

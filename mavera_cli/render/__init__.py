@@ -7,7 +7,7 @@ from typing import BinaryIO
 
 from mavera_cli.errors import MaveraError, OutputClosed, OutputFailedError
 from mavera_cli.events import ResponseAccumulator, ResponseEvent
-from mavera_cli.redact import StreamRedactor
+from mavera_cli.redact import StreamRedactor, usable_secret
 
 
 class Renderer:
@@ -83,6 +83,7 @@ class OutputSink:
         self.end()
         self._stream_redactor = StreamRedactor(secret)
         self._masking = self._stream_redactor.active
+        self.secret = usable_secret(secret)  # what is masked (None: nothing)
 
     def write(self, data: bytes) -> None:
         if self._masking:

@@ -1,12 +1,19 @@
-"""NDJSON mode: one line per event, its data JSON as received; a last line on failure."""
+"""NDJSON mode: one line per event, its data JSON as received; a last line on failure.
+
+Each line passes the sink's masking, but a key a server echoes split across two text deltas
+is in neither line whole: `jq -j .delta` would join it again. So the deltas' text is watched
+as one stream: a delta line whose end could begin the key waits for the next event, and the
+deltas that do spell the key between them are written with it masked (`***` in the first).
+"""
 
 from __future__ import annotations
 
 import orjson
 
 from mavera_cli.errors import InterruptedRun, MaveraError
-from mavera_cli.events import ResponseAccumulator, ResponseEvent
+from mavera_cli.events import TEXT_DELTA, ResponseAccumulator, ResponseEvent
 from mavera_cli.jsonout import json_line
+from mavera_cli.redact import KEY_MASK
 from mavera_cli.render import OutputSink, Renderer
 
 
@@ -16,13 +23,45 @@ class NdjsonRenderer(Renderer):
     def __init__(self, sink: OutputSink) -> None:
         self._sink = sink
         self._pending: list[bytes] = []
+        # Text deltas not written yet: their text so far might go on into the key.
+        self._held: list[_HeldDelta] = []
 
     def on_event(self, event: ResponseEvent) -> None:
-        raw = event.raw
-        if b"\n" in raw or b"\r" in raw:
-            # Multi-line `data:` fields join with LF; a line of NDJSON must not contain one.
-            raw = json_line(event.data)[:-1]
-        self._pending.append(raw)
+        secret = self._sink.secret
+        if secret is not None and event.type == TEXT_DELTA:
+            delta = event.data.get("delta")
+            if isinstance(delta, str) and (
+                self._held or secret[0] in delta[1 - len(secret) :] or secret in delta
+            ):
+                self._held.append(_HeldDelta(event, delta))
+                self._settle(secret)
+                return
+        if self._held:
+            self._release(len(self._held))
+        self._pending.append(_line(event))
+
+    def _settle(self, secret: str) -> None:
+        """Mask the key in the held deltas' text, then release every delta before the tail
+        that could still begin it."""
+        held = self._held
+        text = held[0].text if len(held) == 1 else "".join(piece.text for piece in held)
+        if secret in text:
+            text = _mask_across(self._held, secret)
+        tail = _key_start(text, secret)
+        if tail is None:
+            self._release(len(self._held))
+            return
+        end, released = 0, 0
+        for piece in held:
+            end += len(piece.text)
+            if end > tail:
+                break
+            released += 1
+        self._release(released)
+
+    def _release(self, count: int) -> None:
+        released, self._held = self._held[:count], self._held[count:]
+        self._pending.extend(held.line() for held in released)
 
     def flush(self) -> None:
         if self._pending:
@@ -32,13 +71,73 @@ class NdjsonRenderer(Renderer):
             self._sink.write(b"\n".join(lines))
 
     def finish(self, accumulator: ResponseAccumulator) -> None:
+        self._release(len(self._held))  # the stream went no further: not the key
         self.flush()
         self._sink.end()
 
     def _fail(self, error: MaveraError, accumulator: ResponseAccumulator | None) -> None:
+        self._release(len(self._held))
         self.flush()
         self._sink.write(error_line(error))
         self._sink.end()
+
+
+class _HeldDelta:
+    """A text delta event waiting to be written, and its text as it will be (masked)."""
+
+    __slots__ = ("event", "masked", "text")
+
+    def __init__(self, event: ResponseEvent, text: str) -> None:
+        self.event = event
+        self.text = text
+        self.masked = False
+
+    def line(self) -> bytes:
+        if not self.masked:
+            return _line(self.event)
+        return json_line({**self.event.data, "delta": self.text})[:-1]
+
+
+def _line(event: ResponseEvent) -> bytes:
+    raw = event.raw
+    if b"\n" in raw or b"\r" in raw:
+        # Multi-line `data:` fields join with LF; a line of NDJSON must not contain one.
+        raw = json_line(event.data)[:-1]
+    return raw
+
+
+def _mask_across(held: list[_HeldDelta], secret: str) -> str:
+    """Replace each whole key in the deltas' joined text by the mask, in the delta where it
+    starts (the others lose their part of it); the joined text, masked."""
+    text = "".join(piece.text for piece in held)
+    cut: set[int] = set()  # places in `text` that belong to a key
+    starts: set[int] = set()
+    position = text.find(secret)
+    while position != -1:
+        cut.update(range(position, position + len(secret)))
+        starts.add(position)
+        position = text.find(secret, position + len(secret))
+    offset = 0
+    for piece in held:
+        span = range(offset, offset + len(piece.text))
+        if any(place in cut for place in span):
+            piece.text = "".join(
+                (KEY_MASK if place in starts else "") + ("" if place in cut else text[place])
+                for place in span
+            )
+            piece.masked = True
+        offset = span.stop
+    return "".join(piece.text for piece in held)
+
+
+def _key_start(text: str, secret: str) -> int | None:
+    """Where the longest tail of `text` that is a start of the key begins, if any."""
+    position = text.find(secret[0], max(0, len(text) - len(secret) + 1))
+    while position != -1:
+        if secret.startswith(text[position:]):
+            return position
+        position = text.find(secret[0], position + 1)
+    return None
 
 
 def error_line(error: MaveraError) -> bytes:
