@@ -205,6 +205,21 @@ def escaped(text: str) -> str:
     return "".join(f"\\u{ord(char):04x}" for char in text)
 
 
+def test_events_mode_masks_a_key_split_across_argument_deltas(server, tmp_path: Path) -> None:
+    """`tools --events`: a call's arguments echoing the key in two deltas gave both halves."""
+    arguments = json.dumps({"city": TEST_KEY})
+    cut = arguments.index(TEST_KEY) + 7
+    stream = call_stream([("call_1", "get_weather", [arguments[:cut], arguments[cut:]])])
+    server.script(paced(stream))
+    functions = write_json(tmp_path / "functions.json", [WEATHER])
+    args = ["tools", "--events", "--functions", str(functions), "hi"]
+    result = run_mavera([*args, "--base-url", server.base_url])
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    deltas = [e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"]
+    assert "".join(deltas) == json.dumps({"city": "***"})
+    assert_no_key(result.stdout, "".join(deltas))
+
+
 def test_a_json_escaped_key_is_masked_in_events_and_text(server) -> None:
     seq = itertools.count()
     plain = json.dumps(delta_event("café ", next(seq)), separators=(",", ":"))  # "caf\u00e9"

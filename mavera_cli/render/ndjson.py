@@ -1,9 +1,10 @@
 """NDJSON mode: one line per event, its data JSON as received; a last line on failure.
 
-Each line passes the sink's masking, but a key a server echoes split across two text deltas
-is in neither line whole: `jq -j .delta` would join it again. So the deltas' text is watched
-as one stream: a delta line whose end could begin the key waits for the next event, and the
-deltas that do spell the key between them are written with it masked (`***` in the first).
+Each line passes the sink's masking, but a key a server echoes split across two deltas (of
+the answer's text, or of a call's arguments) is in neither line whole: `jq -j .delta` would
+join it again. So each text's deltas are watched as one stream: a delta line whose end could
+begin the key waits for the next event, and the deltas that do spell the key between them
+are written with it masked (`***` in the first).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import orjson
 
 from mavera_cli.errors import InterruptedRun, MaveraError
-from mavera_cli.events import TEXT_DELTA, ResponseAccumulator, ResponseEvent
+from mavera_cli.events import ARGUMENTS_DELTA, TEXT_DELTA, ResponseAccumulator, ResponseEvent
 from mavera_cli.jsonout import json_line
 from mavera_cli.redact import KEY_MASK
 from mavera_cli.render import OutputSink, Renderer
@@ -28,8 +29,10 @@ class NdjsonRenderer(Renderer):
 
     def on_event(self, event: ResponseEvent) -> None:
         secret = self._sink.secret
-        if secret is not None and event.type == TEXT_DELTA:
+        if secret is not None and event.type in _DELTA_TYPES:
             delta = event.data.get("delta")
+            if self._held and _stream_of(self._held[0].event) != _stream_of(event):
+                self._release(len(self._held))  # another text: the held one went no further
             if isinstance(delta, str) and (
                 self._held or secret[0] in delta[1 - len(secret) :] or secret in delta
             ):
@@ -80,6 +83,16 @@ class NdjsonRenderer(Renderer):
         self.flush()
         self._sink.write(error_line(error))
         self._sink.end()
+
+
+# The events whose deltas make one text between them: the answer's, a call's arguments.
+_DELTA_TYPES = frozenset({TEXT_DELTA, ARGUMENTS_DELTA})
+
+
+def _stream_of(event: ResponseEvent) -> tuple[object, ...]:
+    """Which text a delta adds to (deltas of different texts never join)."""
+    data = event.data
+    return (event.type, data.get("item_id"), data.get("output_index"), data.get("content_index"))
 
 
 class _HeldDelta:
