@@ -134,6 +134,7 @@ class MaveraClient:
         # A server may echo the key in an error body: masked before a message is made from
         # it, since the message is then cut short and a cut key no longer matches the mask.
         self._redactor = Redactor(settings.api_key)
+        self._name_redactor = Redactor(settings.api_key.lower() if settings.api_key else None)
         headers = {
             "Accept": "application/json, text/event-stream",
             "User-Agent": f"mavera-cli/{__version__}",
@@ -369,7 +370,8 @@ class MaveraClient:
             return
         self._debug(f"< {response.http_version} {response.status_code} {response.reason_phrase}")
         for name, value in response.headers.items():
-            self._debug(f"< {name}: {value}")
+            # httpx lower-cases names: the key in one, lower-cased too, is masked as well.
+            self._debug(f"< {self._name_redactor.text(name)}: {value}")
 
 
 class _Redirected(Exception):

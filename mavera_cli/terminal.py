@@ -94,8 +94,9 @@ class Terminal:
     def _line(self, text: str, color: str) -> None:
         # Messages quote server text (error bodies, headers): no escape sequence of theirs
         # may reach the terminal, and a line stays one line. They quote URLs too, whose
-        # user-info may be a password.
-        text = terminal_safe(mask_url_credentials(self.redact(text)))
+        # user-info may be a password. Masked last: removing a control character hidden
+        # inside the key (`mvra_\x07live…`) must not join it again after the mask looked.
+        text = mask_url_credentials(self.redact(terminal_safe(text)))
         if self._live is not None:
             # Printed through the live display, the line lands above the spinner, not inside it.
             self._live.console.print(

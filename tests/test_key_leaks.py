@@ -318,6 +318,30 @@ def test_a_key_in_a_response_header_name_is_masked_in_the_trace(server, tmp_path
     assert TEST_KEY.lower() not in trace.read_text().lower()
 
 
+def test_a_control_character_hidden_in_the_key_does_not_unmask_it(server) -> None:
+    """stderr lines lose their control characters: removed after the mask had looked, a BEL
+    inside the key joined it again, in plain sight."""
+    hidden = TEST_KEY[:9] + "\\u0007" + TEST_KEY[9:]
+    body = '{"error":{"message":"bad key ' + hidden + '"}}'
+    server.script(lambda ex, wire: wire.respond(400, body, {"Content-Type": "application/json"}))
+    result = run_mavera(["ask", "--base-url", server.base_url, "hi"], expect=4)
+    one_line_error(result.stderr, "bad key ***")
+    failed = text_stream(["x"], terminal="response.failed")
+    failed[-2] = failed[-2].replace(b"the model fell over", hidden.encode())
+    server.script(paced(failed))
+    result = run_mavera(["stream", "--base-url", server.base_url, "hi"], expect=10)
+    assert "***" in result.stderr
+    assert_no_key(result.stderr)
+
+
+def test_a_key_in_a_header_name_or_hidden_in_a_value_is_masked_with_verbose(server) -> None:
+    value = TEST_KEY[:9] + "\x80" + TEST_KEY[9:]  # a raw byte, removed on the way to stderr
+    server.script(paced(text_stream(["hi"]), {f"X-{TEST_KEY}": "1", "X-Echo": value}))
+    result = run_mavera(["stream", "-v", "--base-url", server.base_url, "hi"])
+    assert "< x-***: 1" in result.stderr and "< x-echo: ***" in result.stderr
+    assert TEST_KEY.lower() not in result.stderr.lower()
+
+
 # --- the key as it comes from the environment -------------------------------------------------
 
 
