@@ -113,13 +113,17 @@ def _clip(raw: bytes | str, limit: int = 80) -> str:
 
 
 class FunctionCall:
-    """A function call as it streams in: arguments accumulate until the item is done."""
+    """A function call as it streams in: arguments accumulate until the item is done.
 
-    __slots__ = ("arguments", "call_id", "done", "item_id", "name", "output_index")
+    `item_id` is "" when the server sent no `id`; `call_id` falls back to the item id.
+    """
+
+    __slots__ = ("arguments", "call_id", "done", "given_call_id", "item_id", "name", "output_index")
 
     def __init__(self, item_id: str, call_id: str, name: str, output_index: int | None) -> None:
         self.item_id = item_id
         self.call_id = call_id
+        self.given_call_id = call_id  # as the server sent it ("" if it sent none)
         self.name = name
         self.output_index = output_index
         self.arguments: list[str] = []
@@ -128,6 +132,16 @@ class FunctionCall:
     @property
     def arguments_text(self) -> str:
         return "".join(self.arguments)
+
+    @property
+    def short_name(self) -> str:
+        """The name for messages, clipped: it is the server's and may be huge."""
+        return _clip_label(self.name or "?")
+
+    @property
+    def label(self) -> str:
+        """`name (call_id)` for messages, both clipped."""
+        return f"{self.short_name} ({_clip_label(self.call_id)})"
 
     def parsed_arguments(self) -> dict[str, Any]:
         """The arguments as a JSON object; anything else is invalid model output (exit 11)."""
@@ -138,13 +152,11 @@ class FunctionCall:
             value = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             raise InvalidOutputError(
-                f"function call {self.name or '?'} ({self.call_id}): arguments are not valid "
-                f"JSON: {_clip(text)}"
+                f"function call {self.label}: arguments are not valid JSON: {_clip(text)}"
             ) from exc
         if not isinstance(value, dict):
             raise InvalidOutputError(
-                f"function call {self.name or '?'} ({self.call_id}): arguments are not a JSON "
-                f"object: {_clip(text)}"
+                f"function call {self.label}: arguments are not a JSON object: {_clip(text)}"
             )
         return value
 
@@ -156,6 +168,25 @@ class FunctionCall:
             "name": self.name,
             "arguments": self.arguments_text,
         }
+
+    def same_as(self, item_id: str, call_id: str, output_index: int | None) -> bool | None:
+        """Whether an item names this call: by call_id when both have one, else by item id,
+        else by output index; None when nothing can tell."""
+        if call_id and self.given_call_id:
+            return call_id == self.given_call_id  # one item id may carry two calls
+        if item_id and self.item_id:
+            return item_id == self.item_id
+        if output_index is not None and self.output_index is not None:
+            return output_index == self.output_index
+        return None
+
+
+def _clip_label(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _text_field(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 class ResponseAccumulator:
@@ -173,7 +204,7 @@ class ResponseAccumulator:
         self.terminal: ResponseEvent | None = None
         self.error_event: ResponseEvent | None = None
         self.done_marker = False
-        self.calls: dict[str, FunctionCall] = {}  # by item id, in order of arrival
+        self.calls: dict[str, FunctionCall] = {}  # in order of arrival
         self.refusal: list[str] = []
         # Append-only, so another thread (the JSON preview) may read it without a lock.
         self.text_parts: list[str] | None = [] if keep_text else None
@@ -212,6 +243,8 @@ class ResponseAccumulator:
         elif kind in TERMINAL_EVENTS:
             if self.terminal is None:
                 self.terminal = event
+                if kind == COMPLETED:
+                    self._calls_from_response()
         elif kind == ERROR:
             if self.error_event is None:
                 self.error_event = event
@@ -229,40 +262,79 @@ class ResponseAccumulator:
         text = "".join(self.text_parts or ())
         return text or response_text(self.response)
 
-    def _on_item(self, data: dict[str, Any], done: bool) -> None:
+    def _on_item(self, data: dict[str, Any], done: bool, *, final: bool = False) -> None:
         item = data.get("item")
         if not isinstance(item, dict) or item.get("type") != "function_call":
             return
-        item_id = str(item.get("id") or item.get("call_id") or len(self.calls))
-        call = self.calls.get(item_id)
+        call = self.call_of_item(data, done=done)
+        if final and call is not None and call.done:
+            return  # the final response repeats what the stream already said
+        item_id = _text_field(item.get("id"))
+        call_id = _text_field(item.get("call_id"))
+        output_index = data.get("output_index")
         if call is None:
-            output_index = data.get("output_index")
-            call = self.calls[item_id] = FunctionCall(
+            # Keyed by arrival: `same_as` decides which events are about one call.
+            call = self.calls[str(len(self.calls))] = FunctionCall(
                 item_id,
-                str(item.get("call_id") or item_id),
+                call_id or item_id,
                 str(item.get("name") or ""),
                 output_index if isinstance(output_index, int) else None,
             )
         if isinstance(item.get("name"), str) and item["name"]:
             call.name = item["name"]
-        if isinstance(item.get("call_id"), str) and item["call_id"]:
-            call.call_id = item["call_id"]
+        if call_id:
+            call.call_id = call.given_call_id = call_id
+        if item_id and not call.item_id:
+            call.item_id = item_id
+            call.call_id = call.call_id or item_id
+        if call.output_index is None and isinstance(output_index, int):
+            call.output_index = output_index
         if done:
             arguments = item.get("arguments")
-            if isinstance(arguments, str):
+            # (An empty string in the item does not undo arguments that streamed in.)
+            if isinstance(arguments, str) and (arguments or not call.arguments):
                 call.arguments = [arguments]
             call.done = True
+
+    def call_of_item(self, data: dict[str, Any], *, done: bool = False) -> FunctionCall | None:
+        """The call an `output_item.added` (or `.done`) event is about, if already known."""
+        item = data.get("item")
+        if not isinstance(item, dict):
+            return None
+        output_index = data.get("output_index")
+        index = output_index if isinstance(output_index, int) else None
+        item_id = _text_field(item.get("id"))
+        call_id = _text_field(item.get("call_id"))
+        unknown = None
+        for call in reversed(self.calls.values()):
+            same = call.same_as(item_id, call_id, index)
+            if same:
+                return call
+            if same is None and unknown is None and not call.done:
+                unknown = call
+        # An item with nothing to tell it by finishes the newest unfinished call.
+        return unknown if done else None
 
     def call_for(self, data: dict[str, Any]) -> FunctionCall | None:
         """The call an arguments event is about (by item id, else by output index)."""
         item_id = data.get("item_id")
-        if isinstance(item_id, str) and item_id in self.calls:
-            return self.calls[item_id]
         output_index = data.get("output_index")
+        by_index = None
+        by_id: list[FunctionCall] = []
         for call in self.calls.values():
-            if call.output_index is not None and call.output_index == output_index:
-                return call
-        return None
+            if isinstance(item_id, str) and item_id and call.item_id == item_id:
+                by_id.append(call)
+            elif call.output_index is not None and call.output_index == output_index:
+                by_index = call
+        if len(by_id) > 1:  # two calls under one item id: the output index tells them apart
+            return next((c for c in by_id if c.output_index == output_index), by_id[-1])
+        return by_id[0] if by_id else by_index
+
+    def _calls_from_response(self) -> None:
+        # Per-item events may be absent (protocol §5): the final response still lists the calls.
+        output = self.response.get("output")
+        for index, item in enumerate(output if isinstance(output, list) else ()):
+            self._on_item({"output_index": index, "item": item}, done=True, final=True)
 
     @property
     def completed(self) -> bool:

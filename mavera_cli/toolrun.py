@@ -63,6 +63,7 @@ def run_tools(
             send_errors=request.send_errors,
             warn=inv.terminal.warn,
             debug=inv.terminal.debug,
+            secret=inv.settings.api_key,
         )
         prompt = inv.read_prompt(words)
         with inv.connect() as api:

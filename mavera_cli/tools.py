@@ -24,6 +24,8 @@ from typing import Any
 from mavera_cli.config import seconds
 from mavera_cli.errors import InvalidOutputError, ToolFailedError, UsageError
 from mavera_cli.events import FunctionCall
+from mavera_cli.redact import Redactor
+from mavera_cli.schema import check_depth, read_document
 
 DEFAULT_TOOL_TIMEOUT = 60.0
 DEFAULT_MAX_ROUNDS = 10
@@ -56,17 +58,19 @@ def load_functions(path: str) -> list[dict[str, Any]]:
     body works), or a single tool. Each tool is flat (`{type, name, description, parameters,
     strict}`) or nested as in Chat Completions (`{type, function: {...}}`, converted here).
     """
+    data = read_document(path, f"--functions {path}")
     try:
-        with open(path, encoding="utf-8-sig") as file:  # a byte order mark is not JSON
-            text = file.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read --functions {path}: {exc.strerror or exc}") from exc
+        text = data.decode("utf-8-sig")  # a byte order mark is not JSON
     except UnicodeDecodeError as exc:
         raise UsageError(f"--functions {path} is not UTF-8 text") from exc
+    too_deep = f"--functions {path} is nested too deeply to be a list of tools"
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--functions {path} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(too_deep) from exc
+    check_depth(document, too_deep)
     if isinstance(document, dict) and "tools" in document:
         document = document["tools"]
     elif isinstance(document, dict):
@@ -183,11 +187,15 @@ def check_arguments(calls: Iterable[FunctionCall]) -> None:
         parse_arguments(call)
 
 
-def tool_environment(environ: Mapping[str, str], name: str, call_id: str) -> dict[str, str]:
-    """The command's environment: ours without the API key, plus the call's name and id."""
+def tool_environment(
+    environ: Mapping[str, str], name: str, call_id: str, secret: str | None = None
+) -> dict[str, str]:
+    """The command's environment: ours without the API key, plus the call's name and id
+    (the server's text: the key masked in it, wherever the server echoed it)."""
     env = {key: value for key, value in environ.items() if key not in _WITHHELD_FROM_TOOLS}
-    env["MAVERA_TOOL_NAME"] = name
-    env["MAVERA_TOOL_CALL_ID"] = call_id
+    redactor = Redactor(secret)
+    env["MAVERA_TOOL_NAME"] = redactor.text(name)
+    env["MAVERA_TOOL_CALL_ID"] = redactor.text(call_id)
     return env
 
 
@@ -205,7 +213,7 @@ def run_command(
     non-zero exit, the timeout, or more than `max_output` bytes on stdout (it is killed then:
     the output goes to the model, and nothing useful is that long) raise ToolFailedError.
     """
-    with _signals_held() as release:
+    with _hangup_ends_the_command(), _signals_held() as release:
         try:
             proc = subprocess.Popen(
                 list(argv),
@@ -223,12 +231,44 @@ def run_command(
         except ToolFailedError:
             raise  # the command ended, or _finish killed it
         except BaseException:
-            _kill(proc)  # Ctrl-C or SIGTERM: leave nothing running behind us
+            _kill(proc)  # Ctrl-C, SIGTERM or SIGHUP: leave nothing running behind us
             raise
 
 
-# The signals whose Python handlers raise (Ctrl-C, SIGTERM, --max-time's timer).
-_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+# The signals whose Python handlers raise (Ctrl-C, SIGTERM, --max-time's timer, and SIGHUP
+# while a command runs).
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGHUP)
+
+
+class _HungUp(BaseException):
+    """SIGHUP came while a command ran (a BaseException: no layer may catch it)."""
+
+
+def _hang_up(signum: int, frame: object) -> None:
+    raise _HungUp()
+
+
+@contextlib.contextmanager
+def _hangup_ends_the_command() -> Iterator[None]:
+    """SIGHUP's default action ends us at once, but not the command in its own session: for
+    its lifetime, SIGHUP raises instead, the command's group is killed on the way out, and
+    then we end by SIGHUP after all (a shell reports 129), as we would have without it.
+    An ignored SIGHUP (`nohup`) or a handler of someone else's is left as it is."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGHUP, _hang_up)
+    try:
+        yield
+    except _HungUp:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGHUP)
+        raise  # (not reached: the default action ended the process)
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -375,6 +415,7 @@ class ToolExecutor:
     send_errors: bool = False
     warn: Callable[[str], None] = lambda message: None
     debug: Callable[[str], None] = lambda message: None
+    secret: str | None = None  # the API key, masked in what the command is told
 
     def __post_init__(self) -> None:
         seconds("--tool-timeout", self.timeout)  # a UsageError unless 0 < timeout <= the cap
@@ -384,28 +425,32 @@ class ToolExecutor:
         check_arguments(calls)
         for call in calls:
             if call.name not in self.commands:
+                name = call.short_name if call.name else "(no name)"
                 raise ToolFailedError(
-                    f"the model called {call.name or '(no name)'!r}, which has no --exec "
-                    f"command (add --exec {call.name or 'NAME'}=COMMAND)"
+                    f"the model called {name!r}, which has no --exec command (add --exec "
+                    f"{name if call.name else 'NAME'}=COMMAND)"
                 )
             if "\0" in call.call_id:
-                raise InvalidOutputError(f"function call {call.name}: call_id contains a NUL")
+                raise InvalidOutputError(f"function call {call.short_name}: call_id contains a NUL")
 
     def answer(self, call: FunctionCall) -> str:
         """Run the call's command; its stdout (or, with --tool-errors send, the failure)."""
         argv = self.commands[call.name]
-        env = tool_environment(self.environ, call.name, call.call_id)
+        env = tool_environment(self.environ, call.name, call.call_id, self.secret)
+        # No arguments at all ("", as some servers send for a function without parameters)
+        # are the empty object the call is shown with: the command gets JSON on its stdin.
+        arguments = call.arguments_text if call.arguments_text.strip() else "{}"
         started = time.monotonic()
         try:
-            stdout = run_command(argv, call.arguments_text.encode(), env, self.timeout)
+            stdout = run_command(argv, arguments.encode(), env, self.timeout)
         except ToolFailedError as error:
-            message = f"--exec {call.name} ({call.call_id}): {shlex.join(argv)} {error.message}"
+            message = f"--exec {call.label}: {shlex.join(argv)} {error.message}"
             if not self.send_errors:
                 raise ToolFailedError(message) from error
             self.warn(f"{message}; the failure is sent to the model")
             return f"error: the tool {error.message}"
         self.debug(
-            f"--exec {call.name} ({call.call_id}): exit 0 after "
+            f"--exec {call.label}: exit 0 after "
             f"{time.monotonic() - started:.2f}s, {len(stdout)} bytes of output"
         )
         return stdout.decode("utf-8", "replace")

@@ -17,8 +17,10 @@ from mavera_cli.events import (
     ResponseEvent,
 )
 from mavera_cli.jsonout import json_line
+from mavera_cli.printable import ScreenText, screen_safe, terminal_safe
 from mavera_cli.render import OutputSink, Renderer
 from mavera_cli.render.ndjson import error_line
+from mavera_cli.render.preview import terminal_json
 from mavera_cli.terminal import Terminal
 
 ITEM_ADDED = "response.output_item.added"
@@ -31,18 +33,21 @@ class CallProgress:
     def __init__(self, terminal: Terminal) -> None:
         self._terminal = terminal
         self._open: FunctionCall | None = None  # the call whose stderr line is unfinished
+        # Per call: its deltas may cut an escape sequence in two (parallel calls interleave).
+        self._screens: dict[int, ScreenText] = {}
 
     def started(self, call: FunctionCall) -> None:
         self._switch_to(call)
 
     def delta(self, call: FunctionCall, text: str) -> None:
         self._switch_to(call)
-        self._write(text)
+        self._write(self._screens.setdefault(id(call), ScreenText()).feed(text))
 
     def done(self, call: FunctionCall) -> None:
         if self._open is None:
             self._switch_to(call)
-            self._write(call.arguments_text)
+            self._write(screen_safe(call.arguments_text))
+        self._screens.pop(id(call), None)
         self.end_line()
 
     def end_line(self) -> None:
@@ -55,11 +60,12 @@ class CallProgress:
             return
         self.end_line()
         self._open = call
-        self._write(f"→ {call.name or '?'} ", style="1")
+        self._write(f"→ {terminal_safe(call.name) or '?'} ", style="1")
 
     def _write(self, text: str, style: str = "2") -> None:
-        # Arguments arrive in pieces that may split the key: masked as a stream, before the
-        # colour codes go between the pieces.
+        # `text` is terminal-safe already: an escape sequence removed first cannot hide the
+        # key from the mask. Arguments arrive in pieces that may split the key: masked as a
+        # stream, before the colour codes go between the pieces.
         text = self._terminal.redact_piece(text)
         body = text.removesuffix("\n")
         if self._terminal.color and body:
@@ -84,7 +90,7 @@ class _CallWatcher(Renderer):
 
     def __init__(self, terminal: Terminal | None = None) -> None:
         self._accumulator: ResponseAccumulator | None = None
-        self._reported: set[str] = set()  # item ids of calls already complete
+        self._reported: set[FunctionCall] = set()  # calls already complete
         self._progress: CallProgress | None = None
         if terminal is not None:
             self.show_progress_on(terminal)
@@ -113,28 +119,27 @@ class _CallWatcher(Renderer):
             item = event.data.get("item")
             if isinstance(item, dict) and item.get("type") == "function_call":
                 calls = self._calls()
-                if calls:
-                    progress.started(list(calls.values())[-1])
+                call = self._accumulator.call_of_item(event.data) if self._accumulator else None
+                if call is None and calls:
+                    call = list(calls.values())[-1]
+                if call is not None:
+                    progress.started(call)
         elif kind == ITEM_DONE:
             return self._newly_done()
         return []
 
     def _newly_done(self) -> list[FunctionCall]:
-        done = [
-            call
-            for call in self._calls().values()
-            if call.done and call.item_id not in self._reported
-        ]
+        done = [call for call in self._calls().values() if call.done and call not in self._reported]
         for call in done:
-            self._reported.add(call.item_id)
+            self._reported.add(call)
             if self._progress is not None:
                 self._progress.done(call)
         return done
 
     def _leftovers(self) -> list[FunctionCall]:
         """Calls whose arguments arrived but whose `output_item.done` never did."""
-        left = [call for call in self._calls().values() if call.item_id not in self._reported]
-        self._reported.update(call.item_id for call in left)
+        left = [call for call in self._calls().values() if call not in self._reported]
+        self._reported.update(left)
         return left
 
     def _text(self) -> str:
@@ -166,7 +171,9 @@ class CallsRenderer(_CallWatcher):
         if self._pending:
             # Taken before writing: a Ctrl-C landing in the write must not write them twice.
             lines, self._pending = self._pending, []
-            self._sink.write(b"".join(lines))
+            data = b"".join(lines)
+            # In a pipe the bytes stay as they are; a terminal would act on C1 and bidi.
+            self._sink.write(terminal_json(data) if self._sink.is_terminal else data)
 
     def finish(self, accumulator: ResponseAccumulator) -> None:
         self._pending.extend(call_line(call) for call in self._leftovers())

@@ -16,6 +16,7 @@ are imported only when used: start-up stays cheap.
 from __future__ import annotations
 
 import atexit
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,19 @@ PARSE_REST_FACTOR = 9
 # partial_json_parser raises these (not only ValueError) on text that is not JSON-like; found
 # by fuzzing prefixes and garbage. A preview of half-received text must never end the run.
 _PARTIAL_FAILURES = (ValueError, IndexError, AssertionError, RecursionError)
+# What JSON may hold raw but a terminal acts on (JSON escapes C0 itself): DEL, C1 controls
+# (0x9B is a CSI), bidirectional overrides and isolates, line and paragraph separators.
+_TERMINAL_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_json(data: bytes) -> bytes:
+    """JSON text for a terminal: the characters a terminal would act on escaped as \\uXXXX,
+    which inside a JSON string is the same value (outside strings JSON is ASCII)."""
+    text = data.decode("utf-8", "surrogatepass")
+    if text.isascii():
+        return data
+    escaped = _TERMINAL_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return escaped.encode("utf-8", "surrogatepass")
 
 
 class _NotYet:
@@ -116,9 +130,9 @@ class JsonRenderer(Renderer):
         if value is NOT_PARSED:
             raise InternalError("json output was not parsed: run_stream needs parse_output")
         if self._partial:
-            data = dump_json(value) + b"\n"
+            data = self._for_stdout(dump_json(value)) + b"\n"
         else:
-            data = dump_json(value, indent=2 if self._pretty else None)
+            data = self._for_stdout(dump_json(value, indent=2 if self._pretty else None))
             data += b"\n" if self._final_newline else b""
         self._sink.write(data)
         self._sink.end()
@@ -130,6 +144,10 @@ class JsonRenderer(Renderer):
         if self._partial:
             self._sink.write(error_line(error))
         self._sink.end()
+
+    def _for_stdout(self, data: bytes) -> bytes:
+        # In a pipe the bytes stay exactly as the value's JSON; a terminal would act on some.
+        return terminal_json(data) if self._sink.is_terminal else data
 
     def close(self) -> None:
         """Stop following and take the preview off the screen (safe to call more than once)."""
@@ -160,7 +178,7 @@ class JsonRenderer(Renderer):
         # On the follower thread, as soon as a parse gives a new object: a line must not
         # wait for the next network read, which may be long in coming.
         try:
-            line = dump_json(value) + b"\n"
+            line = self._for_stdout(dump_json(value)) + b"\n"
         except InvalidOutputError:
             return  # a half-received number out of range: wait for more text
         with self._lock:
@@ -290,7 +308,7 @@ class _Preview:
                 data = dump_json(value, indent=2)
             except InvalidOutputError:
                 return
-        self._lines = self._terminal.redact(data.decode()).splitlines()
+        self._lines = self._terminal.redact(terminal_json(data).decode()).splitlines()
 
     def _renderable(self) -> Any:
         from rich.console import Group
