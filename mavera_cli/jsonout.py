@@ -3,12 +3,14 @@
 orjson reads JSON nested 1,024 deep but writes only 254 levels, and refuses a lone surrogate
 (`"\ud800"`, which the standard library's parser lets through): re-encoding server data with
 orjson alone turned such data into an internal error. Whatever neither can write is invalid
-output (exit 11), said in one line.
+output (exit 11), said in one line. On a terminal, `terminal_json` escapes the characters a
+terminal would act on (JSON leaves C1 controls and bidi overrides raw).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -40,3 +42,18 @@ def json_line(value: Any) -> bytes:
         return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
     except orjson.JSONEncodeError:  # nested past 254 levels, a lone surrogate
         return dump_json(value) + b"\n"
+
+
+# What JSON may hold raw but a terminal acts on (JSON escapes C0 itself): DEL, C1 controls
+# (0x9B is a CSI), bidirectional overrides and isolates, line and paragraph separators.
+_TERMINAL_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_json(data: bytes) -> bytes:
+    """JSON text for a terminal: the characters a terminal would act on escaped as \\uXXXX,
+    which inside a JSON string is the same value (outside strings JSON is ASCII)."""
+    text = data.decode("utf-8", "surrogatepass")
+    if text.isascii():
+        return data
+    escaped = _TERMINAL_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return escaped.encode("utf-8", "surrogatepass")

@@ -6,6 +6,7 @@ import json
 import threading
 
 from tests.conftest import read_pipe_until, run_mavera, start_mavera
+from tests.pty_helpers import run_on_a_pty
 from tests.scripted_server import text_stream
 
 
@@ -156,3 +157,22 @@ def test_usage_of_a_long_answer_is_still_reported(server) -> None:
     server.script(lambda ex, wire: (wire.head(), wire.send_chunks(text_stream(deltas))))
     result = run_mavera(["stream", "--usage", "--base-url", server.base_url, "hi"])
     assert "usage: 3 tokens" in result.stderr
+
+
+def test_events_on_a_terminal_escape_c1_and_bidi_controls(server) -> None:
+    """JSON may carry a C1 CSI (U+009B) or a bidi override raw: a terminal acts on them. On
+    one they are written as escapes (the same JSON value); in a pipe, as received."""
+    hostile = "a \u009b2J b \u202egnp.exe"
+    raw = [  # sent raw, as UTF-8 (json.dumps would escape them)
+        event.replace(b"\\u009b", "\u009b".encode()).replace(b"\\u202e", "\u202e".encode())
+        for event in text_stream([hostile])
+    ]
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(raw)))
+    drawn, _, code = run_on_a_pty(["stream", "--events", "--base-url", server.base_url, "hi"])
+    assert code == 0
+    assert "\u009b".encode() not in drawn and "\u202e".encode() not in drawn
+    deltas = [json.loads(line) for line in drawn.splitlines() if b"output_text.delta" in line]
+    assert deltas[0]["delta"] == hostile  # the same value, escaped
+    server.script(lambda ex, wire: (wire.head(), wire.send_chunks(raw)))
+    piped = run_mavera(["stream", "--events", "--base-url", server.base_url, "hi"])
+    assert hostile.encode() in piped.stdout

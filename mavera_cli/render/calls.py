@@ -16,11 +16,10 @@ from mavera_cli.events import (
     ResponseAccumulator,
     ResponseEvent,
 )
-from mavera_cli.jsonout import json_line
+from mavera_cli.jsonout import json_line, terminal_json
 from mavera_cli.printable import ScreenText, screen_safe, terminal_safe
 from mavera_cli.render import OutputSink, Renderer
 from mavera_cli.render.ndjson import error_line
-from mavera_cli.render.preview import terminal_json
 from mavera_cli.terminal import Terminal
 
 ITEM_ADDED = "response.output_item.added"

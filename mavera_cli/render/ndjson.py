@@ -13,7 +13,7 @@ import orjson
 
 from mavera_cli.errors import InterruptedRun, MaveraError
 from mavera_cli.events import ARGUMENTS_DELTA, TEXT_DELTA, ResponseAccumulator, ResponseEvent
-from mavera_cli.jsonout import json_line
+from mavera_cli.jsonout import json_line, terminal_json
 from mavera_cli.redact import KEY_MASK
 from mavera_cli.render import OutputSink, Renderer
 
@@ -71,7 +71,9 @@ class NdjsonRenderer(Renderer):
             # Taken before writing: a Ctrl-C landing in the write must not write them twice.
             lines, self._pending = self._pending, []
             lines.append(b"")
-            self._sink.write(b"\n".join(lines))
+            data = b"\n".join(lines)
+            # As received in a pipe; on a terminal, no raw C1 or bidi control in a string.
+            self._sink.write(terminal_json(data) if self._sink.is_terminal else data)
 
     def finish(self, accumulator: ResponseAccumulator) -> None:
         self._release(len(self._held))  # the stream went no further: not the key

@@ -16,7 +16,6 @@ are imported only when used: start-up stays cheap.
 from __future__ import annotations
 
 import atexit
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from typing import Any
 
 from mavera_cli.errors import InternalError, InvalidOutputError, MaveraError, OutputClosed
 from mavera_cli.events import NOT_PARSED, TEXT_DELTA, ResponseAccumulator, ResponseEvent
-from mavera_cli.jsonout import dump_json
+from mavera_cli.jsonout import dump_json, terminal_json
 from mavera_cli.render import OutputSink, Renderer
 from mavera_cli.render.ndjson import error_line
 from mavera_cli.schema import strict_loads
@@ -41,19 +40,6 @@ PARSE_REST_FACTOR = 9
 # partial_json_parser raises these (not only ValueError) on text that is not JSON-like; found
 # by fuzzing prefixes and garbage. A preview of half-received text must never end the run.
 _PARTIAL_FAILURES = (ValueError, IndexError, AssertionError, RecursionError)
-# What JSON may hold raw but a terminal acts on (JSON escapes C0 itself): DEL, C1 controls
-# (0x9B is a CSI), bidirectional overrides and isolates, line and paragraph separators.
-_TERMINAL_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def terminal_json(data: bytes) -> bytes:
-    """JSON text for a terminal: the characters a terminal would act on escaped as \\uXXXX,
-    which inside a JSON string is the same value (outside strings JSON is ASCII)."""
-    text = data.decode("utf-8", "surrogatepass")
-    if text.isascii():
-        return data
-    escaped = _TERMINAL_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
-    return escaped.encode("utf-8", "surrogatepass")
 
 
 class _NotYet:
