@@ -82,13 +82,18 @@ def test_an_unclosed_fence_is_one_block_at_the_end() -> None:
 
 
 def _renderer(
-    out: io.BytesIO, clock: Iterator[float], *, secret: str | None = None, width: int = 60
+    out: io.BytesIO,
+    clock: Iterator[float],
+    *,
+    secret: str | None = None,
+    width: int = 60,
+    color: bool = False,
 ) -> MarkdownRenderer:
     return MarkdownRenderer(
         OutputSink(out, secret),  # type: ignore[arg-type]
         width=width,
         height=20,
-        color=False,
+        color=color,
         secret=secret,
         clock=lambda: next(clock),
     )
@@ -134,6 +139,43 @@ def test_the_key_is_masked_before_rendering() -> None:
     screen = emulate(out.getvalue(), rows=20, cols=20)
     assert TEST_KEY not in "".join(screen)
     assert "".join(screen).count("***") == 2
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        f"see **{TEST_KEY[:9]}**{TEST_KEY[9:]} end",  # bold, then the rest
+        f"see [{TEST_KEY[:10]}](http://a){TEST_KEY[10:]} end",  # a link's text, then the rest
+        f"see `{TEST_KEY[:12]}`{TEST_KEY[12:]} end",  # code, then the rest
+    ],
+    ids=["emphasis", "link", "code"],
+)
+def test_the_key_is_not_shown_between_styles(source: str) -> None:
+    """`**mvra_live**_SENTINEL…` holds no key, but is one on screen, where style codes stand
+    between its characters and no mask looks: such a block is drawn without styles."""
+    out = io.BytesIO()
+    clock = iter(float(n) for n in range(10**6))
+    renderer = _renderer(out, clock, secret=TEST_KEY, width=100, color=True)
+    renderer.start(ResponseAccumulator())
+    renderer.write_text(f"{source}\n\nnext **bold** block")
+    renderer.finish(ResponseAccumulator())
+    drawn = out.getvalue().decode()
+    shown = "".join(emulate(out.getvalue(), rows=20, cols=100))
+    assert TEST_KEY not in shown and "see *** end" in shown
+    assert "\x1b[1m" in drawn  # the next block still has its styles
+
+
+def test_the_growing_block_masks_the_key_before_cutting_it_into_rows() -> None:
+    """On a narrow terminal the unfinished paragraph is cut into rows: a key over two rows
+    was drawn whole, a line break apart."""
+    out = io.BytesIO()
+    renderer = _renderer(out, iter(float(n) for n in range(10**6)), secret=TEST_KEY, width=30)
+    renderer.start(ResponseAccumulator())
+    renderer.write_text("see this: ")
+    renderer.write_text(f"{TEST_KEY} end")  # no blank line: still growing
+    drawn = out.getvalue()
+    assert TEST_KEY.encode() not in re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]|\r|\n", b"", drawn)
+    assert b"***" in drawn
 
 
 # --- a terminal emulator just big enough for what is drawn: text (wide characters take two

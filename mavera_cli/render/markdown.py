@@ -26,7 +26,7 @@ from typing import Any
 from mavera_cli.errors import MaveraError
 from mavera_cli.events import ResponseAccumulator
 from mavera_cli.printable import terminal_safe
-from mavera_cli.redact import Redactor
+from mavera_cli.redact import KEY_MASK, Redactor, usable_secret
 from mavera_cli.render import OutputSink
 from mavera_cli.render.text import TextRenderer
 
@@ -83,10 +83,11 @@ class BlockSplitter:
         self._fence = None
         self._commit()
 
-    def growing_lines(self, rows: int, width: int) -> list[str]:
-        """The last lines of the growing block (at least enough for `rows` rows of `width`)."""
+    def growing_lines(self, rows: int, width: int, margin: int = 0) -> list[str]:
+        """The last lines of the growing block (at least enough for `rows` rows of `width`,
+        and `margin` characters more of an unfinished line, which is cut there)."""
         lines = self._block[-rows:]
-        budget = rows * max(width, 1)
+        budget = rows * max(width, 1) + margin
         tail: list[str] = []
         size = 0
         for piece in reversed(self._partial):  # an unfinished line can be very long
@@ -163,6 +164,7 @@ class MarkdownRenderer(TextRenderer):
         self._resize(width, height)
         self._color = color
         self._redactor = Redactor(secret)
+        self._key_length = len(usable_secret(secret) or "")
         self._clock = clock
         self._splitter = BlockSplitter(self._commit_block)
         # Cells of each row of the growing block on screen now (a blank separator row is 0).
@@ -171,6 +173,7 @@ class MarkdownRenderer(TextRenderer):
         self._last_draw = 0.0
         self._console_buffer = StringIO()
         self._console = self._make_console()
+        self._key_unmarked = _unmarked(usable_secret(secret) or "")
 
     def _resize(self, width: int, height: int) -> None:
         self._width = max(width, 1)
@@ -198,6 +201,39 @@ class MarkdownRenderer(TextRenderer):
             highlight=False,
             emoji=False,
         )
+
+    def _masked_across_marks(self, source: str) -> str:
+        """`source` with the key masked where markdown's marks stand between its characters
+        (`**mvra_live**_SENTINEL…` holds no key, but shows one, with style codes inside it
+        where no mask looks): the marks within the key, and next to it, go with it."""
+        key = self._key_unmarked
+        if not key or key not in _unmarked(source):  # (the common case, at C speed)
+            return source
+        kept: list[int] = []  # where each character of the unmarked source is in `source`
+        last = 0
+        for mark in _INLINE_MARKS.finditer(source):
+            kept.extend(range(last, mark.start()))
+            last = mark.end()
+        kept.extend(range(last, len(source)))
+        unmarked = "".join(source[place] for place in kept)
+        found = unmarked.find(key)
+        if found == -1:
+            return source
+        pieces: list[str] = []
+        done = 0
+        while found != -1:
+            start, end = kept[found], kept[found + len(key) - 1] + 1
+            while start > done and _INLINE_MARKS.fullmatch(source[start - 1]):
+                start -= 1
+            after = _INLINE_MARKS.match(source, end)
+            while after is not None:
+                end = after.end()
+                after = _INLINE_MARKS.match(source, end)
+            pieces += [source[done:start], KEY_MASK]
+            done = end
+            found = unmarked.find(key, found + len(key))
+        pieces.append(source[done:])
+        return "".join(pieces)
 
     def start(self, accumulator: ResponseAccumulator) -> None:
         self._splitter = BlockSplitter(self._commit_block)
@@ -232,7 +268,7 @@ class MarkdownRenderer(TextRenderer):
         from rich.markdown import Markdown
 
         self._measure()
-        source = self._redactor.text(_safe_source(block))
+        source = self._masked_across_marks(self._redactor.text(_safe_source(block)))
         if self._width < MIN_RENDER_WIDTH:
             rendered = "".join(_fit(line, self._width) + "\n" for line in source.split("\n"))
         else:
@@ -251,7 +287,10 @@ class MarkdownRenderer(TextRenderer):
         if not self._splitter.growing:
             return
         self._measure()
-        rows = self._rows_of(self._splitter.growing_lines(self._rows, self._width))
+        # A key's length more than the screen shows: a key the cut falls in is whole in what
+        # is masked (its tail alone would be shown, unmasked), and lies off the screen.
+        lines = self._splitter.growing_lines(self._rows, self._width, self._key_length)
+        rows = self._rows_of(lines)
         body = "\n".join(text for text, _ in rows)
         styled = f"{_DIM}{body}{_RESET}" if self._color else body
         prefix = "\n" if self._blocks and not self._drawn else ""
@@ -287,8 +326,19 @@ class MarkdownRenderer(TextRenderer):
         limit = max(self._width - 1, 1)
         rows: list[tuple[str, int]] = []
         for line in lines:
-            rows.extend(_chop(terminal_safe(line.replace("\t", "    ")), limit, self._width))
+            # Masked before it is cut into rows: a key split over two rows is no longer whole.
+            line = self._redactor.text(terminal_safe(line.replace("\t", "    ")))
+            rows.extend(_chop(line, limit, self._width))
         return rows[-self._rows :]
+
+
+# Markdown's inline marks (emphasis, code, links' brackets and targets, escapes): what may
+# stand between the key's characters in the source and be gone on screen.
+_INLINE_MARKS = re.compile(r"\]\([^)\s]*\)|[*_`~\[\]<>!\\]")
+
+
+def _unmarked(text: str) -> str:
+    return _INLINE_MARKS.sub("", text)
 
 
 def _chop(line: str, limit: int, width: int) -> list[tuple[str, int]]:
