@@ -17,7 +17,6 @@ from mavera_cli import __version__
 from mavera_cli.errors import ExitCode, MaveraError, OutputClosed, OutputFailedError, Terminated
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
-SIGTERM_EXIT = 128 + 15
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,11 +27,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"mavera {__version__}\n")
         sys.stdout.flush()
         return 0
+    _import_with_signals_held()
     previous_term = signal.signal(signal.SIGTERM, _terminate)
+    # Closing the terminal sends SIGHUP: ended as by SIGTERM (nothing left behind), unless
+    # it is ignored (`nohup`) or someone else handles it.
+    hangup = signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    if hangup:
+        signal.signal(signal.SIGHUP, _terminate)
     try:
-        return _run(args)
+        try:
+            return _run(args)
+        except Terminated as stop:  # before _run could report it (its first imports)
+            return 128 + stop.signum
+        except KeyboardInterrupt:
+            return int(ExitCode.interrupted)
     finally:
         signal.signal(signal.SIGTERM, previous_term)
+        if hangup:
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def run() -> NoReturn:
@@ -70,8 +82,22 @@ def _watched() -> bool:
     return monitoring is not None and any(monitoring.get_tool(i) is not None for i in range(6))
 
 
+def _import_with_signals_held() -> None:
+    """orjson's module initialisation does not survive an exception that a signal handler
+    raises while it runs (Ctrl-C, or our SIGTERM's, 25–50 ms into a start: a segfault). It
+    is imported first, with those signals held: one that came meanwhile is handled after."""
+    if "orjson" in sys.modules:
+        return
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        import orjson  # noqa: F401  (for its side effect: loaded whole)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
+    raise Terminated(signum)
 
 
 def _run(args: list[str]) -> int:
@@ -108,9 +134,9 @@ def _run(args: list[str]) -> int:
     except KeyboardInterrupt:
         _flush_stdout()
         return int(ExitCode.interrupted)
-    except Terminated:
+    except Terminated as stop:
         _flush_stdout()
-        return SIGTERM_EXIT
+        return 128 + stop.signum
     except (BrokenPipeError, OutputClosed):
         return _broken_pipe()
     except MemoryError:  # the system's limit (ulimit -v, a container's), not a bug of ours

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections.abc import Mapping
 from enum import IntEnum
 
@@ -189,10 +190,6 @@ class InternalError(MaveraError):
     exit_code = ExitCode.internal
 
 
-# What a shell reports for a process that SIGTERM ended (128 + 15).
-SIGTERM_STATUS = 143
-
-
 class InterruptedRun(MaveraError):
     """A run stopped by Ctrl-C (exit 130) or SIGTERM (`status` 143), for the renderer to report
     (the NDJSON `mavera.error` line); the KeyboardInterrupt or Terminated itself goes on to
@@ -200,15 +197,22 @@ class InterruptedRun(MaveraError):
 
     exit_code = ExitCode.interrupted
 
-    def __init__(self, *, terminated: bool = False) -> None:
+    def __init__(self, *, terminated: bool = False, signum: int = signal.SIGTERM) -> None:
         super().__init__("terminated" if terminated else "interrupted")
-        # The process exit status: 143 is not an ExitCode (no row of its own in the table).
-        self.status = SIGTERM_STATUS if terminated else int(ExitCode.interrupted)
+        # The process exit status: 143 (129 for SIGHUP) is not an ExitCode (no row of its own
+        # in the table).
+        self.status = 128 + signum if terminated else int(ExitCode.interrupted)
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread by entry's handler so that output is flushed and
-    reported on the way out. A BaseException, like KeyboardInterrupt: no layer may catch it."""
+    """SIGTERM (or SIGHUP: the terminal closed), raised in the main thread by entry's handler
+    so that output is flushed and reported on the way out, and nothing is left behind (a
+    temporary file, a tool's process group). A BaseException, like KeyboardInterrupt: no
+    layer may catch it."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
 
 
 class OutputClosed(BaseException):

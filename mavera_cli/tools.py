@@ -213,7 +213,7 @@ def run_command(
     non-zero exit, the timeout, or more than `max_output` bytes on stdout (it is killed then:
     the output goes to the model, and nothing useful is that long) raise ToolFailedError.
     """
-    with _hangup_ends_the_command(), _signals_held() as release:
+    with _signals_held() as release:
         try:
             proc = subprocess.Popen(
                 list(argv),
@@ -235,40 +235,8 @@ def run_command(
             raise
 
 
-# The signals whose Python handlers raise (Ctrl-C, SIGTERM, --max-time's timer, and SIGHUP
-# while a command runs).
+# The signals whose Python handlers raise (Ctrl-C, SIGTERM and SIGHUP, --max-time's timer).
 _INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGHUP)
-
-
-class _HungUp(BaseException):
-    """SIGHUP came while a command ran (a BaseException: no layer may catch it)."""
-
-
-def _hang_up(signum: int, frame: object) -> None:
-    raise _HungUp()
-
-
-@contextlib.contextmanager
-def _hangup_ends_the_command() -> Iterator[None]:
-    """SIGHUP's default action ends us at once, but not the command in its own session: for
-    its lifetime, SIGHUP raises instead, the command's group is killed on the way out, and
-    then we end by SIGHUP after all (a shell reports 129), as we would have without it.
-    An ignored SIGHUP (`nohup`) or a handler of someone else's is left as it is."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL
-    ):
-        yield
-        return
-    signal.signal(signal.SIGHUP, _hang_up)
-    try:
-        yield
-    except _HungUp:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGHUP)
-        raise  # (not reached: the default action ended the process)
-    finally:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @contextlib.contextmanager

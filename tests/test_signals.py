@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -61,7 +62,9 @@ def test_head_closing_the_pipe_ends_quietly(server) -> None:
     assert stderr.strip() in ("status=141", "status=0"), stderr  # 0: finished before head closed
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_signal_mid_stream_keeps_received_text(server, sig: signal.Signals, code: int) -> None:
     events = text_stream(["received ", "never"])
     release = threading.Event()
@@ -155,3 +158,51 @@ def test_a_tool_interrupted_while_it_starts_is_not_left_running() -> None:
     interrupted, left = map(int, proc.stdout.split())
     assert interrupted > 400  # the timer did land mostly while the tool was being started
     assert left == 0
+
+
+def test_a_closed_terminal_leaves_no_temporary_file_and_ends_the_trace(
+    server, tmp_path: Path
+) -> None:
+    """SIGHUP (the terminal closed) ended the process by its default action: a capture's
+    temporary file stayed, the trace had no end line."""
+    events = text_stream(["received ", "never"])
+    release = threading.Event()
+
+    def handler(ex, wire) -> None:
+        wire.head()
+        wire.send_chunks(events[:4])
+        release.wait(10)
+
+    server.script(handler)
+    capture, trace = tmp_path / "run.sse", tmp_path / "run.trace"
+    proc = start(server, "stream", "--save-raw", str(capture), "--trace", str(trace))
+    try:
+        wait_for_output(proc, b"received ")
+        proc.send_signal(signal.SIGHUP)
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 129, stderr
+    assert not [path for path in tmp_path.iterdir() if ".tmp" in path.name]
+    last = json.loads(trace.read_text().splitlines()[-1])
+    assert last["type"] == "mavera.end" and last["exit_code"] == 129
+
+
+def test_sigterm_at_any_moment_of_start_up_ends_quietly(server) -> None:
+    """The handler was in place before the code that reports it was imported: a SIGTERM in
+    that window (25–50 ms in) gave a traceback and exit 1, or, inside orjson's module
+    initialisation, a segfault."""
+    release = threading.Event()
+    server.script(*[lambda ex, wire: release.wait(10)] * 30)
+    try:
+        for step in range(30):
+            proc = start(server, "stream")
+            time.sleep(step * 0.004)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=10)
+            assert b"Traceback" not in stderr and b"internal error" not in stderr, step
+            assert proc.returncode in (143, -signal.SIGTERM), (step, stderr)
+    finally:
+        release.set()
