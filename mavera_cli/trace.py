@@ -33,6 +33,7 @@ from mavera_cli.errors import (
     Terminated,
     UsageError,
 )
+from mavera_cli.jsonout import json_line
 from mavera_cli.observe import StreamObserver
 from mavera_cli.redact import Redactor
 from mavera_cli.tracelog import LineWriter, TraceLog, open_log
@@ -106,7 +107,7 @@ class TraceWriter(StreamObserver):
             "url": self._redactor.text(url),
             "body_bytes": body_bytes,
         }
-        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        line = json_line(record)
         log = self._log
         if log is None:
             try:
@@ -136,7 +137,7 @@ class TraceWriter(StreamObserver):
             recorded[lower] = f"{recorded[lower]}, {value}" if lower in recorded else value
         t = self._t()
         record = {"type": "mavera.response", "t": t, "status": status, "headers": recorded}
-        log.line(t, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        log.line(t, json_line(record))
         self._check(log)
 
     def on_read(self, chunk: bytes) -> None:
@@ -158,7 +159,7 @@ class TraceWriter(StreamObserver):
             "error": name,
             "message": None if message is None else self._redactor.text(message),
         }
-        end = None if self._broken else orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        end = None if self._broken else json_line(record)  # (a message may not be UTF-8)
         failure = log.close(t, end)
         if failure is not None and not self._broken and error is None:
             # (When the run is failing already, its own error says why; the trace ends here.)

@@ -452,3 +452,16 @@ def test_running_out_of_memory_is_one_line_not_a_bug_report() -> None:
     assert proc.returncode == 1
     one_line_error(stderr, "out of memory")
     assert "bug" not in stderr and "Traceback" not in stderr
+
+
+def test_a_file_name_that_is_not_utf8_is_told_not_crashed_on(tmp_path: Path) -> None:
+    """Such a name is a lone surrogate in Python: orjson refuses it, so the NDJSON error line
+    (and inspect's report) ended in an internal error instead of the one-line usage error."""
+    missing = os.fsdecode(bytes(tmp_path) + b"/nonexist\xe9.txt")
+    result = run_mavera(["stream", "--mock", "--events", "-f", missing, "hi"], expect=2)
+    assert json.loads(result.stdout)["exit_code"] == 2
+    one_line_error(result.stderr, "cannot read")
+    capture = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.sse")
+    run_mavera(["stream", "--mock", "--save-raw", capture, "hi"])
+    report = json.loads(run_mavera(["inspect", capture]).stdout)
+    assert report["outcome"]["exit_code"] == 0

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from mavera_cli.inspect import InspectReport
+from mavera_cli.jsonout import json_line
 from mavera_cli.printable import terminal_safe
 from mavera_cli.redact import Redactor
 from mavera_cli.render import OutputSink
@@ -28,7 +27,7 @@ def write_report(
 ) -> None:
     """One compact JSON line, or the table (the sink masks `secret` in either)."""
     if as_json:
-        sink.write(orjson.dumps(report.as_json(), option=orjson.OPT_APPEND_NEWLINE))
+        sink.write(json_line(report.as_json()))  # (a path may not be UTF-8)
         sink.end()
         return
     sink.write(table_text(report, secret).encode())

@@ -9,8 +9,6 @@ are written with it masked (`***` in the first).
 
 from __future__ import annotations
 
-import orjson
-
 from mavera_cli.errors import InterruptedRun, MaveraError
 from mavera_cli.events import ARGUMENTS_DELTA, TEXT_DELTA, ResponseAccumulator, ResponseEvent
 from mavera_cli.jsonout import json_line, terminal_json
@@ -159,12 +157,7 @@ def error_line(error: MaveraError) -> bytes:
     """The `mavera.error` line that tells a `jq` pipeline how the command ended."""
     # A run ended by SIGTERM reports 143, the status the process ends with.
     status = error.status if isinstance(error, InterruptedRun) else int(error.exit_code)
-    return orjson.dumps(
-        {
-            "type": "mavera.error",
-            "exit_code": status,
-            "error": error.kind,
-            "message": error.message,
-        },
-        option=orjson.OPT_APPEND_NEWLINE,
+    # (json_line: a message may quote a file name that is not UTF-8, a lone surrogate.)
+    return json_line(
+        {"type": "mavera.error", "exit_code": status, "error": error.kind, "message": error.message}
     )

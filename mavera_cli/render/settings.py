@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from mavera_cli.config import Settings, config_path, config_path_origin, masked, setting_sources
+from mavera_cli.jsonout import json_line
 from mavera_cli.redact import mask_url_credentials
 from mavera_cli.render import OutputSink
 
@@ -36,7 +35,7 @@ def settings_rows(settings: Settings, environ: Mapping[str, str]) -> dict[str, d
 def write_settings(rows: dict[str, dict[str, Any]], sink: OutputSink, *, as_json: bool) -> None:
     """One JSON object, or aligned `name  value  source` lines."""
     if as_json:
-        sink.write(orjson.dumps(rows, option=orjson.OPT_APPEND_NEWLINE))
+        sink.write(json_line(rows))  # (a path may not be UTF-8)
         return
     table = []
     for name, row in rows.items():
