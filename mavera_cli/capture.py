@@ -71,11 +71,13 @@ class CaptureWriter:
         # The key may be split between two reads: masked as a stream, not read by read.
         self._redactor = StreamRedactor(self._secret)
         self._received = self._broken = False
-        target = os.path.realpath(self._path)  # through a symlink, replace what it points at
         try:
-            mode = os.stat(target).st_mode
+            # Through a symlink, replace what it points at. (OSError: the current directory
+            # was removed, and the path is relative to it.)
+            target = os.path.realpath(self._path)
+            mode: int | None = os.stat(target).st_mode
         except OSError:
-            mode = None
+            target, mode = self._path, None
         try:
             if mode is not None and not stat.S_ISREG(mode):
                 self._file = open(self._path, "wb")  # noqa: SIM115 (closed in close())

@@ -270,10 +270,10 @@ def save_session(session: Session, secret: str | None, environ: Mapping[str, str
     except UsageError as exc:
         return f"{unmarked}: {exc.message}"
     # JSON (\u escapes): any path round-trips, trailing spaces and undecodable bytes too.
-    marker = json.dumps({"path": str(session.path.resolve())}).encode()
     try:
+        marker = json.dumps({"path": str(session.path.resolve())}).encode()
         write_atomically(pointer, marker)
-    except OSError as exc:
+    except OSError as exc:  # (resolve: the current directory may have been removed)
         return f"{unmarked}: cannot write {exc.filename or pointer}: {exc.strerror or exc}"
     return None
 
@@ -281,7 +281,10 @@ def save_session(session: Session, secret: str | None, environ: Mapping[str, str
 def _stored_at(path: Path) -> Path:
     """Where the file of the session at `path` really is: a symlink's final target, so that
     a write replaces the target (the link stays a link) and locks the target's directory."""
-    return Path(os.path.realpath(path))
+    try:
+        return Path(os.path.realpath(path))
+    except OSError:  # the current directory was removed: writing there fails, and says so
+        return path
 
 
 def update_session(

@@ -465,3 +465,28 @@ def test_a_file_name_that_is_not_utf8_is_told_not_crashed_on(tmp_path: Path) -> 
     run_mavera(["stream", "--mock", "--save-raw", capture, "hi"])
     report = json.loads(run_mavera(["inspect", capture]).stdout)
     assert report["outcome"]["exit_code"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["stream", "--mock", "--save-raw", "r.sse", "hi"], 2, "cannot write r.sse"),
+        (["stream", "--mock", "--session", "./talk", "hi"], 74, "cannot write session ./talk"),
+    ],
+)
+def test_a_removed_current_directory_is_one_line(
+    tmp_path: Path, args: list[str], code: int, needle: str
+) -> None:
+    """A relative path there cannot be resolved (os.getcwd fails): that was an internal error."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    command = " ".join(["cd gone && rmdir ../gone && exec", sys.executable, "-m", "mavera_cli"])
+    proc = subprocess.run(
+        ["/bin/sh", "-c", f"{command} {' '.join(args)}"],
+        cwd=tmp_path,
+        capture_output=True,
+        env=mavera_env(),
+        timeout=30,
+    )
+    assert proc.returncode == code, proc.stderr
+    one_line_error(proc.stderr.decode(), needle)
