@@ -168,6 +168,8 @@ class MaveraClient:
                 else httpx.Limits(max_connections=100, max_keepalive_connections=20),
             )
         except ImportError as exc:  # httpx's optional SOCKS support is missing
+            if not _socks_proxy_set():
+                raise  # not that (an import that failed for want of memory, say)
             raise UsageError(
                 f"a SOCKS proxy is set ({_proxy_variables()}), but SOCKS support is not "
                 "installed: pip install 'httpx[socks]', or unset the variable"
@@ -560,6 +562,14 @@ def _proxy_variables() -> str:
         if os.environ.get(name)
     ]
     return ", ".join(names) or "proxy environment variables"
+
+
+def _socks_proxy_set() -> bool:
+    return any(
+        os.environ.get(name, "").lower().startswith("socks")
+        for upper in _PROXY_VARIABLES
+        for name in (upper, upper.lower())
+    )
 
 
 def _certificate_variables() -> str:

@@ -6,15 +6,20 @@ This is the only place in the package that catches broad exceptions.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import errno
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from mavera_cli import __version__
 from mavera_cli.errors import ExitCode, MaveraError, OutputClosed, OutputFailedError, Terminated
+
+if TYPE_CHECKING:
+    from mavera_cli.reporting import Reporter
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 
@@ -140,16 +145,43 @@ def _run(args: list[str]) -> int:
     except (BrokenPipeError, OutputClosed):
         return _broken_pipe()
     except MemoryError:  # the system's limit (ulimit -v, a container's), not a bug of ours
-        _flush_stdout()
-        reporter.error("out of memory: the system refused mavera more (ulimit -v, a container?)")
-        return int(ExitCode.internal)
+        return _out_of_memory(reporter)
+    except OSError as exc:
+        if exc.errno != errno.ENOMEM:
+            return _internal_error(reporter, exc)
+        return _out_of_memory(reporter)  # a thread's stack or a mapping refused
+    except RuntimeError as exc:
+        if "can't start new thread" not in str(exc):
+            return _internal_error(reporter, exc)
+        return _out_of_memory(reporter)
+    except ImportError as exc:
+        # A C extension the loader could not map in (ENOMEM, in the loader's words).
+        if "failed to map segment" not in str(exc) and "allocate memory" not in str(exc):
+            return _internal_error(reporter, exc)
+        return _out_of_memory(reporter)
     except Exception as exc:  # the one broad catch: a bug must still end with one line
-        _flush_stdout()
-        reporter.error(
-            f"internal error ({type(exc).__name__}: {exc}); this is a bug in mavera "
-            f"{__version__}, please report it with the command you ran"
-        )
-        return int(ExitCode.internal)
+        return _internal_error(reporter, exc)
+
+
+# Made before it is needed: telling it must not need memory the system just refused.
+_OUT_OF_MEMORY = b"mavera: error: out of memory: the system refused mavera more (ulimit -v?)\n"
+
+
+def _out_of_memory(reporter: Reporter) -> int:
+    _flush_stdout()
+    if not reporter.diagnostics.quiet:
+        with contextlib.suppress(OSError):
+            os.write(2, _OUT_OF_MEMORY)
+    return int(ExitCode.internal)
+
+
+def _internal_error(reporter: Reporter, exc: BaseException) -> int:
+    _flush_stdout()
+    reporter.error(
+        f"internal error ({type(exc).__name__}: {exc}); this is a bug in mavera "
+        f"{__version__}, please report it with the command you ran"
+    )
+    return int(ExitCode.internal)
 
 
 def _flush_stdout() -> None:
