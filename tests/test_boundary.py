@@ -490,3 +490,36 @@ def test_a_removed_current_directory_is_one_line(
     )
     assert proc.returncode == code, proc.stderr
     one_line_error(proc.stderr.decode(), needle)
+
+
+def test_the_mock_out_of_file_descriptors_waits_instead_of_spinning() -> None:
+    """With no descriptor left, the listening socket stays readable and accept fails: the
+    accept loop spun a CPU (1.8 s of CPU in a 2 s --timeout) until the client gave up."""
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (5, 5))
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mavera_cli",
+            "stream",
+            "--mock",
+            "--timeout",
+            "2",
+            "--retries",
+            "0",
+            "hi",
+        ],
+        capture_output=True,
+        env=mavera_env(),
+        preexec_fn=few_descriptors,
+        timeout=60,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert proc.returncode == 6, proc.stderr
+    one_line_error(proc.stderr.decode(), "no answer for 2s")
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert used < 1.2, f"{used:.2f} s of CPU"

@@ -8,6 +8,7 @@ Routes `POST …/responses` (streamed as chunked SSE, or one JSON object), `GET 
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import math
 import socket
@@ -76,6 +77,10 @@ def _loopback(host: str) -> tuple[str, socket.AddressFamily]:
     return str(address), socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
+# How long the accept loop waits when the process has no file descriptor left.
+_NO_DESCRIPTOR_WAIT_SECONDS = 0.05
+
+
 class _HTTPServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that knows its open connections, so close() can cut them."""
 
@@ -92,6 +97,16 @@ class _HTTPServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                # No descriptor for the connection: it stays queued, and the listening socket
+                # stays readable. A short wait, or serve_forever would spin a CPU on it.
+                self.owner.stopping.wait(_NO_DESCRIPTOR_WAIT_SECONDS)
+            raise
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a DNS lookup that can take seconds.
