@@ -307,6 +307,11 @@ class MaveraClient:
                 f"cannot reach {self._settings.base_url}: a host name on the way is not valid "
                 f"({_describe(exc, self._settings)})"
             ) from exc
+        except LookupError as exc:  # the resolver's codec could not be loaded (no descriptor)
+            raise ConnectionFailedError(
+                f"cannot reach {self._settings.base_url}: the host name could not be "
+                f"looked up ({_describe(exc, self._settings)}; too many open files?)"
+            ) from exc
         self._log_response(response)
         if observer is not None:
             observer.on_response(response.status_code, response.headers.multi_items())
