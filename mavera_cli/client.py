@@ -5,15 +5,10 @@ Knows nothing of SSE, rendering or retries; the key lives only in the Authorizat
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import time
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import h11
@@ -21,6 +16,7 @@ import httpx
 import orjson
 
 from mavera_cli import __version__
+from mavera_cli.bodies import check_encoding, exact_json, read_error_body
 from mavera_cli.config import Settings, is_loopback
 from mavera_cli.errors import (
     EVENT_STREAM_TYPES,
@@ -39,80 +35,12 @@ from mavera_cli.errors import (
 )
 from mavera_cli.jsonout import json_line
 from mavera_cli.observe import StreamObserver
+from mavera_cli.ratelimit import RateLimitHeaders
 from mavera_cli.redact import Redactor, mask_url_credentials
 from mavera_cli.retry import parse_retry_after
 
-MAX_ERROR_BODY = 64 * 1024  # enough for any error message; an HTML page is cut short
-# The content codings mavera can undo: zlib's, always there (httpx decodes these in a body;
-# br and zstd need optional packages, and an error body is decoded here, bounded).
-_ZLIB_WBITS = {"gzip": (zlib.MAX_WBITS | 16,), "deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS)}
 DebugSink = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class RateLimitHeaders:
-    """What one response said of the key's window (protocol.md §4.3); None where not sent.
-
-    `reset` is a Unix time in seconds, as Mavera documents it; a fractional value is kept.
-    A server that sends milliseconds, or seconds from now (as the IETF RateLimit-Reset draft
-    does), has its value read as such, not as a time centuries away or decades past.
-    """
-
-    limit: int | None
-    remaining: int | None
-    reset: float | None
-    retry_after: float | None = None  # a 429's Retry-After
-    date: float | None = None  # the response's Date: the server's clock, in whole seconds
-
-    @classmethod
-    def from_response(cls, response: httpx.Response) -> RateLimitHeaders:
-        """The three headers of a response (each None when not sent, or not a number)."""
-        headers = response.headers
-        limit, remaining, reset = (_number(headers.get(name)) for name in _RATE_LIMIT_HEADERS)
-        return cls(
-            None if limit is None else int(limit),
-            None if remaining is None else int(remaining),
-            None if reset is None else _unix_time(reset),
-            parse_retry_after(headers) if response.status_code == 429 else None,
-            _http_date(headers.get("date")),
-        )
-
-
 RateLimitSink = Callable[[RateLimitHeaders], None]
-_RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
-
-
-# Unix times in seconds run from 1e9 (2001) to 1e11 (year 5138): below, seconds from now;
-# above, milliseconds.
-_UNIX_SECONDS = (1e9, 1e11)
-
-
-def _unix_time(reset: float) -> float:
-    if reset < _UNIX_SECONDS[0]:
-        return time.time() + reset
-    if reset >= _UNIX_SECONDS[1]:
-        return reset / 1000
-    return reset
-
-
-def _http_date(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return when.timestamp() if when.tzinfo is not None else None
-
-
-def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    return number if number >= 0 and number != float("inf") else None
 
 
 class MaveraClient:
@@ -247,7 +175,7 @@ class MaveraClient:
         """`GET /usage`: the account's credits, billing period and rate limit; the report
         parsed, and its body as received (one JSON object, checked) for a pipe."""
         body = self._request("GET", "usage", None)
-        data = _exact_json(body)
+        data = exact_json(body)
         self._check_error_reply(data, body)
         if not isinstance(data, dict):
             raise InvalidOutputError(
@@ -273,7 +201,7 @@ class MaveraClient:
         response = self._send(request, observer)
         try:
             self._check_status(response, observer)
-            _check_encoding(response)
+            check_encoding(response)
             body = _read_body(response, observer, self._settings)
         finally:
             response.close()
@@ -332,7 +260,7 @@ class MaveraClient:
             raise redirect_error(response.status_code, target, str(response.url))
         if response.status_code < 400:
             return
-        body = self._redactor.data(_read_error_body(response, observer))
+        body = self._redactor.data(read_error_body(response, observer))
         retry_after = parse_retry_after(response.headers)
         raise self._masked(error_for_status(response.status_code, body, retry_after))
 
@@ -341,9 +269,9 @@ class MaveraClient:
     ) -> None:
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in EVENT_STREAM_TYPES:
-            _check_encoding(response)
+            check_encoding(response)
             return
-        body = _read_error_body(response, observer)
+        body = read_error_body(response, observer)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -396,35 +324,6 @@ def _stop_at_redirect(response: httpx.Response) -> None:
         raise _Redirected(response)
 
 
-def _exact_json(body: bytes) -> Any:
-    """`body` parsed as JSON, every number kept (orjson makes floats of big integers and
-    refuses 1e400); None if it is not JSON."""
-
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")  # json accepts NaN and Infinity, JSON does not
-
-    try:
-        return json.loads(body.decode("utf-8"), parse_constant=no_constant)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return None
-
-
-def _content_encodings(response: httpx.Response) -> list[str]:
-    """The body's content codings, in the order applied (identity left out)."""
-    values = response.headers.get_list("content-encoding", split_commas=True)
-    return [value for value in (v.strip().lower() for v in values) if value not in ("", "identity")]
-
-
-def _check_encoding(response: httpx.Response) -> None:
-    """A body in a coding httpx would pass through undecoded is unusable: say so."""
-    for encoding in _content_encodings(response):
-        if encoding not in _ZLIB_WBITS:
-            raise InvalidOutputError(
-                f"the server sent its response with Content-Encoding: {encoding}, which "
-                "mavera cannot decode"
-            )
-
-
 def _request_body(payload: dict[str, Any]) -> bytes:
     """The request as JSON. What it carries comes from the user (a prompt, a schema, a batch
     item, --functions) and may be nested deeper than orjson writes; the standard library goes
@@ -459,46 +358,6 @@ def _read_body(
         if observer is not None and chunks:
             observer.on_read(b"".join(chunks))
     return b"".join(chunks)
-
-
-def _read_error_body(response: httpx.Response, observer: StreamObserver | None) -> bytes:
-    """At most MAX_ERROR_BODY bytes of an error body, decoded per its Content-Encoding (the
-    limit bounds the decoded size: a gzip bomb stays small); a line saying why in its place
-    when it cannot be decoded. `observer` hears the body as one read."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        for chunk in response.iter_raw():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= MAX_ERROR_BODY:
-                break
-    except httpx.HTTPError:
-        pass  # the status already says what happened; the body is only decoration
-    raw = b"".join(chunks)[:MAX_ERROR_BODY]
-    encodings = _content_encodings(response)
-    body = _decoded(raw, encodings) if raw else raw
-    if observer is not None and raw:
-        observer.on_read(raw if body is None else body)
-    if body is None:
-        coding = ", ".join(encodings)
-        return f"a body with Content-Encoding: {coding}, which mavera could not decode".encode()
-    return body
-
-
-def _decoded(data: bytes, encodings: list[str]) -> bytes | None:
-    """`data` with its content codings undone (the last applied first), at most
-    MAX_ERROR_BODY bytes of it; None if it cannot be."""
-    for encoding in reversed(encodings):
-        for wbits in _ZLIB_WBITS.get(encoding, ()):
-            try:
-                data = zlib.decompressobj(wbits).decompress(data, MAX_ERROR_BODY)
-                break
-            except zlib.error:
-                continue  # "deflate" is also sent raw, without its zlib header
-        else:
-            return None
-    return data
 
 
 def _request_error(exc: httpx.HTTPError, settings: Settings) -> MaveraError:

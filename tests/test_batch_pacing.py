@@ -9,8 +9,8 @@ import time
 import pytest
 
 from mavera_cli.batch.pacing import Limiter, Stopped
-from mavera_cli.client import RateLimitHeaders
 from mavera_cli.mock.ratelimit import SlidingWindow
+from mavera_cli.ratelimit import RateLimitHeaders
 
 
 def blocks(limiter: Limiter, wait: float = 0.3) -> bool:

@@ -35,8 +35,8 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable
 
-from mavera_cli.client import RateLimitHeaders
 from mavera_cli.errors import InterruptedRun
+from mavera_cli.ratelimit import RateLimitHeaders
 from mavera_cli.retry import too_long_to_wait
 
 # How often a waiting worker looks at the stop flag (Ctrl-C must not wait a whole pause).
