@@ -13,7 +13,6 @@ import codecs
 import json
 import os
 import re
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mavera_cli.errors import InvalidOutputError, UsageError
+from mavera_cli.files import is_pipe
 
 # OpenAI's rule for `text.format.name` (Mavera says it matches): letters, digits, _ and -.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -114,9 +114,7 @@ def read_document(path: str, source: str) -> bytes:
     bound; a device or anything larger than MAX_DOCUMENT_BYTES is a usage error."""
     try:
         with open(path, "rb") as file:
-            mode = os.fstat(file.fileno()).st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
-                raise UsageError(f"cannot read {source}: a device, not a file or a pipe")
+            is_pipe(os.fstat(file.fileno()).st_mode, source)  # (a device: a usage error)
             data = file.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc

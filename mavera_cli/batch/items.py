@@ -12,7 +12,6 @@ from __future__ import annotations
 import codecs
 import os
 import shutil
-import stat
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from mavera_cli.errors import InvalidOutputError, UsageError
+from mavera_cli.files import is_pipe
 from mavera_cli.jsonout import dump_json, json_line
 from mavera_cli.schema import Schema, load_schema
 
@@ -79,15 +79,11 @@ def open_input(path: str | None) -> Iterator[Path]:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with opened:
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        if is_pipe(mode, path):
             # `batch <(generate)`: a pipe can be read only once.
             with _spooled(opened, path) as spool:
                 yield spool
             return
-    if stat.S_ISDIR(mode):
-        raise UsageError(f"cannot read {path}: it is a directory")
-    if not stat.S_ISREG(mode):
-        raise UsageError(f"cannot read {path}: a device, not a file or a pipe")
     yield file
 
 
