@@ -36,7 +36,7 @@ from mavera_cli.errors import (
 from mavera_cli.jsonout import json_line
 from mavera_cli.observe import StreamObserver
 from mavera_cli.ratelimit import RateLimitHeaders
-from mavera_cli.redact import Redactor, mask_url_credentials
+from mavera_cli.redact import Redactor, header_name_redactor, mask_url_credentials
 from mavera_cli.retry import parse_retry_after
 
 DebugSink = Callable[[str], None]
@@ -62,7 +62,7 @@ class MaveraClient:
         # A server may echo the key in an error body: masked before a message is made from
         # it, since the message is then cut short and a cut key no longer matches the mask.
         self._redactor = Redactor(settings.api_key)
-        self._name_redactor = Redactor(settings.api_key.lower() if settings.api_key else None)
+        self._name_redactor = header_name_redactor(settings.api_key)
         headers = {
             "Accept": "application/json, text/event-stream",
             "User-Agent": f"mavera-cli/{__version__}",

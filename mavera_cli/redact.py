@@ -211,6 +211,11 @@ class Redactor:
         return value
 
 
+def header_name_redactor(secret: str | None) -> Redactor:
+    """For header names, which httpx gives lower-cased: the key in one is lower-cased too."""
+    return Redactor(secret.lower() if secret else None)
+
+
 class StreamRedactor:
     """Masks the secret in a byte stream written in pieces, wherever the pieces split it, and
     however its JSON spells it (plain, or with escapes).

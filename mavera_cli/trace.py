@@ -35,7 +35,7 @@ from mavera_cli.errors import (
 )
 from mavera_cli.jsonout import json_line
 from mavera_cli.observe import StreamObserver
-from mavera_cli.redact import Redactor
+from mavera_cli.redact import Redactor, header_name_redactor
 from mavera_cli.tracelog import LineWriter, TraceLog, open_log
 
 TRACE_TYPES = frozenset({"mavera.request", "mavera.response", "mavera.read", "mavera.end"})
@@ -77,8 +77,7 @@ class TraceWriter(StreamObserver):
         self._path = path
         self._secret = secret
         self._redactor = Redactor(secret)
-        # Header names are recorded lower-cased: the key in one, lower-cased too, is masked.
-        self._name_redactor = Redactor(secret.lower() if secret else None)
+        self._name_redactor = header_name_redactor(secret)
         self._clock = clock
         self._start: float | None = None
         self._log: TraceLog | None = None

@@ -102,10 +102,19 @@ class PtyRun:
 
 
 def run_on_a_pty(
-    args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 30
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30,
+    *,
+    as_written: bool = False,
 ) -> tuple[bytes, str, int]:
-    """`mavera ARGS` with stdout on a pseudo-terminal: what it drew, stderr, exit status."""
+    """`mavera ARGS` with stdout on a pseudo-terminal: what it drew, stderr, exit status
+    (`as_written`: without the terminal's output processing, so LF stays LF)."""
     master, slave = pty.openpty()
+    if as_written:
+        attributes = termios.tcgetattr(slave)
+        attributes[1] &= ~termios.OPOST
+        termios.tcsetattr(slave, termios.TCSANOW, attributes)
     proc = subprocess.Popen(
         [sys.executable, "-m", "mavera_cli", *args],
         stdin=subprocess.DEVNULL,

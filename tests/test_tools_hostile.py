@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_KEY, mavera_env, one_line_error, run_mavera, start_mavera
+from tests.pty_helpers import run_on_a_pty
 from tests.scripted_server import DONE, ScriptedServer, sse_event, text_stream
 from tests.test_tools import (
     ECHO_TOOL,
@@ -79,22 +80,8 @@ def run_with_pty_stderr(args: list[str]) -> tuple[int, bytes, bytes]:
 
 def run_with_pty_stdout(args: list[str]) -> tuple[int, bytes, str]:
     """Run mavera with stdout on a pseudo-terminal: (exit code, what the pty got, stderr)."""
-    leader, follower = pty.openpty()
-    import termios
-
-    attributes = termios.tcgetattr(follower)
-    attributes[1] &= ~termios.OPOST  # no "\n" → "\r\n": the bytes as written
-    termios.tcsetattr(follower, termios.TCSANOW, attributes)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mavera_cli", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        env=mavera_env(),
-    )
-    os.close(follower)
-    _, stderr = proc.communicate(timeout=30)
-    return proc.returncode, _drain(leader), stderr.decode()
+    shown, stderr, code = run_on_a_pty(args, as_written=True)
+    return code, shown, stderr
 
 
 def _drain(leader: int) -> bytes:
