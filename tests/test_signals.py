@@ -38,6 +38,20 @@ def wait_for_output(proc: subprocess.Popen, expected: bytes, timeout: float = 10
     return data
 
 
+def serve_part_then_hold(server) -> threading.Event:
+    """Stream "received " and then hold the connection until the returned event is set."""
+    events = text_stream(["received ", "never"])
+    release = threading.Event()
+
+    def handler(ex, wire) -> None:
+        wire.head()
+        wire.send_chunks(events[:4])
+        release.wait(10)
+
+    server.script(handler)
+    return release
+
+
 def test_head_closing_the_pipe_ends_quietly(server) -> None:
     # Far more output than `head -c 20` reads, paced so the pipe closes mid-stream.
     events = text_stream(["0123456789"] * 5000)
@@ -66,15 +80,7 @@ def test_head_closing_the_pipe_ends_quietly(server) -> None:
     ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 )
 def test_signal_mid_stream_keeps_received_text(server, sig: signal.Signals, code: int) -> None:
-    events = text_stream(["received ", "never"])
-    release = threading.Event()
-
-    def handler(ex, wire) -> None:
-        wire.head()
-        wire.send_chunks(events[:4])
-        release.wait(10)
-
-    server.script(handler)
+    release = serve_part_then_hold(server)
     proc = start(server, "stream")
     try:
         early = wait_for_output(proc, b"received ")
@@ -165,15 +171,7 @@ def test_a_closed_terminal_leaves_no_temporary_file_and_ends_the_trace(
 ) -> None:
     """SIGHUP (the terminal closed) ended the process by its default action: a capture's
     temporary file stayed, the trace had no end line."""
-    events = text_stream(["received ", "never"])
-    release = threading.Event()
-
-    def handler(ex, wire) -> None:
-        wire.head()
-        wire.send_chunks(events[:4])
-        release.wait(10)
-
-    server.script(handler)
+    release = serve_part_then_hold(server)
     capture, trace = tmp_path / "run.sse", tmp_path / "run.trace"
     proc = start(server, "stream", "--save-raw", str(capture), "--trace", str(trace))
     try:
