@@ -156,12 +156,6 @@ MAX_PACE = 1e6
 # No single sleep is longer than this (an OS timer overflows near 1e10 s): a longer wait is
 # slept in pieces.
 _LONGEST_SLEEP = 3600.0
-# The latest `t` a trace may hold: far beyond any run (about 116 days), and so small that
-# every figure and every paced wait computed from it stays finite.
-MAX_TRACE_SECONDS = 1e7
-# Times may go back this much (the writer reads its clock once per line and rounds to 1 µs)
-# without a note; any step back is counted as no time at all.
-_CLOCK_NOISE = 0.001
 # A file is SSE if some line (the first after a byte order mark) starts a field an event needs.
 _SSE_FIELD = re.compile(rb"(?:^(?:\xef\xbb\xbf)?|[\r\n])(?:data|event)[ \t]*:")
 _SSE_FIELD_LONGEST = len(b"\nevent:")
@@ -244,10 +238,10 @@ def open_input(path: str) -> Iterator[tuple[BinaryIO, CheckedTrace | None]]:
 
 
 def read_checked_trace(data: bytes, path: str) -> CheckedTrace:
-    """Parse a whole trace (`trace.read_trace`), then check what it left unchecked: each `t`
-    a number of seconds from 0 to MAX_TRACE_SECONDS, each response's `status` an HTTP status
-    and its `headers` an object. A wrong one is a usage error naming the line. Times that go
-    back (a hand-edited trace) are counted as the time before them: no figure is negative."""
+    """Parse a whole trace (`trace.read_trace`, which checks every line's fields), saved with
+    any line ends and a byte order mark; one without a request is a usage error. Times that
+    go back (a hand-edited trace) are counted as the time before them: no figure is
+    negative."""
     from mavera_cli.trace import read_trace
 
     data = data.removeprefix(codecs.BOM_UTF8)
@@ -257,51 +251,7 @@ def read_checked_trace(data: bytes, path: str) -> CheckedTrace:
     trace = read_trace(io.BytesIO(data), path)
     if not trace.attempts:
         raise UsageError(f"{path} holds no mavera.request line: not a trace of a request")
-    went_back = _check_lines(data, path)
-    return CheckedTrace(trace, _times_in_order(trace), went_back)
-
-
-def _check_lines(data: bytes, path: str) -> list[int]:
-    went_back: list[int] = []
-    latest = 0.0
-    for number, line in enumerate(data.split(b"\n"), 1):
-        try:
-            record = orjson.loads(line) if line.strip() else None
-        except orjson.JSONDecodeError:
-            continue  # a torn last line: read_trace dropped it (any other line failed there)
-        if not isinstance(record, dict):
-            continue
-        t = record.get("t")
-        if t is not None:  # (a line without a time has the time of the line before it)
-            if not _is_seconds(t):
-                raise UsageError(
-                    f"{path}: line {number}: t must be seconds since the first request (a "
-                    f"number from 0 to {MAX_TRACE_SECONDS:g}), not {_described(t)}"
-                )
-            if t < latest - _CLOCK_NOISE:
-                went_back.append(number)
-            latest = max(latest, t)
-        if record.get("type") == "mavera.response":
-            status = record.get("status")
-            if status.__class__ is not int or not 100 <= status <= 599:
-                raise UsageError(
-                    f"{path}: line {number}: status must be an HTTP status (100 to 599), "
-                    f"not {_described(status)}"
-                )
-            if not isinstance(record.get("headers", {}), dict):
-                raise UsageError(f"{path}: line {number}: headers must be an object")
-    return went_back
-
-
-def _is_seconds(value: Any) -> bool:
-    return value.__class__ in (int, float) and 0 <= value <= MAX_TRACE_SECONDS
-
-
-def _described(value: Any) -> str:
-    if value.__class__ in (int, float):
-        return f"{value:g}" if isinstance(value, float) else str(value)[:40]
-    names = {str: "a string", list: "an array", dict: "an object", bool: "a boolean"}
-    return names.get(value.__class__, "null")
+    return CheckedTrace(trace, _times_in_order(trace), trace.went_back)
 
 
 def _times_in_order(trace: Trace) -> float:

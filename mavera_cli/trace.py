@@ -39,6 +39,12 @@ from mavera_cli.redact import Redactor, header_name_redactor
 from mavera_cli.tracelog import LineWriter, TraceLog, open_log
 
 TRACE_TYPES = frozenset({"mavera.request", "mavera.response", "mavera.read", "mavera.end"})
+# The latest `t` a trace may hold: far beyond any run (about 116 days), and so small that
+# every figure and every paced wait computed from it stays finite.
+MAX_TRACE_SECONDS = 1e7
+# Times may go back this much (the writer reads its clock once per line and rounds to 1 µs)
+# without a note; any step back is counted as no time at all.
+_CLOCK_NOISE = 0.001
 # Headers a trace never holds: credentials going either way.
 _UNRECORDED_HEADERS = frozenset({"authorization", "proxy-authorization", "set-cookie", "cookie"})
 SIGPIPE_STATUS = 128 + 13
@@ -209,6 +215,7 @@ class Trace:
     end: dict[str, Any] | None
     torn_line: bool  # the last line was cut mid-way (the process was killed while writing)
     last_t: float
+    went_back: list[int] = field(default_factory=list)  # lines whose time went back
 
     @property
     def last_attempt(self) -> TraceAttempt | None:
@@ -257,7 +264,8 @@ def read_trace(stream: BinaryIO, name: str) -> Trace:
     attempts: list[TraceAttempt] = []
     end: dict[str, Any] | None = None
     torn = False
-    last_t = 0.0
+    last_t = latest = 0.0
+    went_back: list[int] = []
     lines = _lines(stream)
     for number, (line, last) in enumerate(lines, 1):
         if not line.strip():
@@ -272,7 +280,11 @@ def read_trace(stream: BinaryIO, name: str) -> Trace:
                 torn = True
                 break
             raise UsageError(f"{name}: line {number} is not a trace line")
+        _check_fields(record, kind, name, number)
         last_t = _number(record.get("t"), last_t)
+        if last_t < latest - _CLOCK_NOISE:
+            went_back.append(number)
+        latest = max(latest, last_t)
         if kind == "mavera.request":
             attempts.append(TraceAttempt(record))
         elif kind == "mavera.end":
@@ -283,7 +295,39 @@ def read_trace(stream: BinaryIO, name: str) -> Trace:
             attempts[-1].response = record
         else:
             attempts[-1].reads.append((last_t, _read_data(record, name, number)))
-    return Trace(attempts, end, torn, last_t)
+    return Trace(attempts, end, torn, last_t, went_back)
+
+
+def _check_fields(record: dict[str, Any], kind: str, name: str, number: int) -> None:
+    """What a line's readers count on: `t` seconds from 0 to MAX_TRACE_SECONDS (a line
+    without one has the time of the line before it), a response's `status` an HTTP status
+    and its `headers` an object; a usage error naming the line otherwise."""
+    t = record.get("t")
+    if t is not None and not _is_seconds(t):
+        raise UsageError(
+            f"{name}: line {number}: t must be seconds since the first request (a number "
+            f"from 0 to {MAX_TRACE_SECONDS:g}), not {_described(t)}"
+        )
+    if kind == "mavera.response":
+        status = record.get("status")
+        if status.__class__ is not int or not 100 <= status <= 599:
+            raise UsageError(
+                f"{name}: line {number}: status must be an HTTP status (100 to 599), "
+                f"not {_described(status)}"
+            )
+        if not isinstance(record.get("headers", {}), dict):
+            raise UsageError(f"{name}: line {number}: headers must be an object")
+
+
+def _is_seconds(value: Any) -> bool:
+    return value.__class__ in (int, float) and 0 <= value <= MAX_TRACE_SECONDS
+
+
+def _described(value: Any) -> str:
+    if value.__class__ in (int, float):
+        return f"{value:g}" if isinstance(value, float) else str(value)[:40]
+    names = {str: "a string", list: "an array", dict: "an object", bool: "a boolean"}
+    return names.get(value.__class__, "null")
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
