@@ -239,3 +239,24 @@ PERSONAS: tuple[dict[str, Any], ...] = (
 def personas_list() -> dict[str, Any]:
     """The `GET /personas` body."""
     return {"object": "list", "data": [dict(persona) for persona in PERSONAS]}
+
+
+def invalid_request(message: str, code: str, param: str | None = None) -> bytes:
+    return error_body(message, "invalid_request_error", code, param)
+
+
+def request_problem(request: Any) -> bytes | None:
+    """A 400 body for a request the real API would reject for its shape, else None."""
+    if not isinstance(request, dict):
+        return invalid_request("The request body must be a JSON object.", "invalid_json")
+    if "input" not in request or request["input"] is None:
+        return invalid_request("Missing required field: 'input'.", "missing_field", "input")
+    if not isinstance(request["input"], str | list):
+        return invalid_request(
+            "'input' must be a string or an array of items.", "invalid_field", "input"
+        )
+    if request.get("stream") is not None and not isinstance(request["stream"], bool):
+        return invalid_request("'stream' must be a boolean.", "invalid_field", "stream")
+    if request.get("model") is not None and not isinstance(request["model"], str):
+        return invalid_request("'model' must be a string.", "invalid_field", "model")
+    return None

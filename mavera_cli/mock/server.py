@@ -8,17 +8,13 @@ Routes `POST …/responses` (streamed as chunked SSE, or one JSON object), `GET 
 from __future__ import annotations
 
 import contextlib
-import errno
-import ipaddress
 import math
 import socket
-import socketserver
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,13 +37,16 @@ from mavera_cli.mock.faults import (
     plan_stream,
     requested_fault,
 )
+from mavera_cli.mock.listener import LoopbackHTTPServer, loopback_address
 from mavera_cli.mock.ratelimit import SlidingWindow, WindowState, parse_rate_limit
 from mavera_cli.mock.responses import (
     CREDITS_PER_RESPONSE,
     ResponseIds,
     error_body,
     final_response,
+    invalid_request,
     personas_list,
+    request_problem,
     response_events,
 )
 
@@ -60,92 +59,13 @@ _ROUTES = {
 MAX_BODY_BYTES = 16 * 1024 * 1024
 # How often serve_forever and stalled streams look for shutdown: bounds how long close() takes.
 _POLL_SECONDS = 0.05
-_LOOPBACK_HINT = "the mock listens on loopback only (127.0.0.0/8, ::1 or localhost)"
-
-
-def _loopback(host: str) -> tuple[str, socket.AddressFamily]:
-    """The address to bind for `host`, refusing anything that is not loopback."""
-    name = host.strip()
-    if name.lower() == "localhost":
-        return "127.0.0.1", socket.AF_INET
-    try:
-        address = ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
-    except ValueError:
-        raise UsageError(f"invalid --host {host!r}: {_LOOPBACK_HINT}") from None
-    if not address.is_loopback:
-        raise UsageError(f"refusing --host {host}: {_LOOPBACK_HINT}")
-    return str(address), socket.AF_INET6 if address.version == 6 else socket.AF_INET
-
-
-# How long the accept loop waits when the process has no file descriptor left.
-_NO_DESCRIPTOR_WAIT_SECONDS = 0.05
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its open connections, so close() can cut them."""
-
-    daemon_threads = True
-    # A batch opens dozens of connections at once: with the default backlog of 5, the kernel
-    # drops the rest's SYNs and they wait a whole second to retry.
-    request_queue_size = 128
-
-    def __init__(
-        self, address: tuple[str, int], family: socket.AddressFamily, owner: MockServer
-    ) -> None:
-        self.address_family = family
-        self.owner = owner
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        try:
-            return super().get_request()
-        except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE):
-                # No descriptor for the connection: it stays queued, and the listening socket
-                # stays readable. A short wait, or serve_forever would spin a CPU on it.
-                self.owner.stopping.wait(_NO_DESCRIPTOR_WAIT_SECONDS)
-            raise
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), a DNS lookup that can take seconds.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        # Events are small writes; without TCP_NODELAY, Nagle may hold one back ~40 ms.
-        with contextlib.suppress(OSError):
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def cut_connections(self) -> None:
-        """Wake every handler (idle keep-alive, paced or stalled) by shutting its socket."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        error = sys.exc_info()[1]
-        if isinstance(error, OSError):
-            return  # the client went away mid-answer: normal for a test server
-        sys.stderr.write(f"mavera mock: internal error while answering: {error!r}\n")
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"mavera-mock/{__version__}"
     sys_version = ""
-    server: _HTTPServer
+    server: LoopbackHTTPServer
     _started = False  # whether this request's status line went out
     _number = 0  # this request's number on the server, for x-request-id
     _window_state: WindowState | None = None  # this request's place in --rate-limit's window
@@ -182,14 +102,17 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             self._send_json(
-                413, _error(f"Request body over {MAX_BODY_BYTES} bytes.", "invalid_field")
+                413, invalid_request(f"Request body over {MAX_BODY_BYTES} bytes.", "invalid_field")
             )
             return
         path = urlsplit(self.path).path.rstrip("/")
         route = _ROUTES.get(path)
         if route is None:
             self._send_json(
-                404, _error(f"No route for {self.command} {path or '/'}.", "resource_not_found")
+                404,
+                invalid_request(
+                    f"No route for {self.command} {path or '/'}.", "resource_not_found"
+                ),
             )
             return
         method = "POST" if route == "responses" else "GET"
@@ -204,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         if self.command != method:
             message = f"Method {self.command} not allowed on {path}; use {method}."
-            self._send_json(405, _error(message, "method_not_allowed"), {"Allow": method})
+            self._send_json(405, invalid_request(message, "method_not_allowed"), {"Allow": method})
             return
         try:
             if route == "responses":
@@ -261,9 +184,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_fault(fault)
             return
         if request is None:
-            self._send_json(400, _error("The request body is not valid JSON.", "invalid_json"))
+            self._send_json(
+                400, invalid_request("The request body is not valid JSON.", "invalid_json")
+            )
             return
-        problem = _request_problem(request)
+        problem = request_problem(request)
         if problem is not None:
             self._send_json(400, problem)
             return
@@ -403,25 +328,6 @@ class _Handler(BaseHTTPRequestHandler):
             stopping.wait(_POLL_SECONDS)  # the client sent more bytes: wait, don't spin
 
 
-def _error(message: str, code: str, param: str | None = None) -> bytes:
-    return error_body(message, "invalid_request_error", code, param)
-
-
-def _request_problem(request: Any) -> bytes | None:
-    """A 400 body for a request the real API would reject for its shape, else None."""
-    if not isinstance(request, dict):
-        return _error("The request body must be a JSON object.", "invalid_json")
-    if "input" not in request or request["input"] is None:
-        return _error("Missing required field: 'input'.", "missing_field", "input")
-    if not isinstance(request["input"], str | list):
-        return _error("'input' must be a string or an array of items.", "invalid_field", "input")
-    if request.get("stream") is not None and not isinstance(request["stream"], bool):
-        return _error("'stream' must be a boolean.", "invalid_field", "stream")
-    if request.get("model") is not None and not isinstance(request["model"], str):
-        return _error("'model' must be a string.", "invalid_field", "model")
-    return None
-
-
 class MockServer:
     """A fake Mavera API on a loopback port; bound at construction, so `base_url` is known."""
 
@@ -435,7 +341,7 @@ class MockServer:
         rate_limit: str | None = None,
         think_ms: int = 0,
     ) -> None:
-        address, family = _loopback(host)
+        address, family = loopback_address(host)
         if think_ms < 0:
             raise UsageError(f"--think-ms must be 0 or more (got {think_ms})")
         self.window: SlidingWindow | None = parse_rate_limit(rate_limit) if rate_limit else None
@@ -457,7 +363,7 @@ class MockServer:
         self._closed = False
         self._thread: threading.Thread | None = None
         try:
-            self._httpd = _HTTPServer((address, port), family, self)
+            self._httpd = LoopbackHTTPServer((address, port), family, _Handler, self)
         except OSError as exc:
             raise UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
 
