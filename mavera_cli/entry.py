@@ -163,6 +163,18 @@ def _run(args: list[str]) -> int:
         return _internal_error(reporter, exc)
 
 
+def _signal_behind(exc: BaseException) -> Terminated | KeyboardInterrupt | None:
+    """The signal's exception that `exc` was raised from or while handling, if any."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (Terminated, KeyboardInterrupt)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 # Made before it is needed: telling it must not need memory the system just refused.
 _OUT_OF_MEMORY = b"mavera: error: out of memory: the system refused mavera more (ulimit -v?)\n"
 
@@ -177,6 +189,11 @@ def _out_of_memory(reporter: Reporter) -> int:
 
 def _internal_error(reporter: Reporter, exc: BaseException) -> int:
     _flush_stdout()
+    stop = _signal_behind(exc)
+    if stop is not None:
+        # Ctrl-C or SIGTERM while Python ran code whose exceptions it wraps (a class body's
+        # __set_name__, as a module is imported at start-up): the signal, not a bug.
+        return 128 + stop.signum if isinstance(stop, Terminated) else int(ExitCode.interrupted)
     reporter.error(
         f"internal error ({type(exc).__name__}: {exc}); this is a bug in mavera "
         f"{__version__}, please report it with the command you ran"

@@ -389,6 +389,29 @@ def test_the_program_waits_for_a_thread_still_at_work(tmp_path: Path) -> None:
     assert "thread done" in result.stdout
 
 
+def test_a_signal_that_python_wraps_in_another_error_is_still_that_signal(
+    tmp_path: Path,
+) -> None:
+    """A SIGTERM 56 ms into a start landed in a class body's __set_name__ (ipaddress, being
+    imported), which Python 3.11 wraps in a RuntimeError: it was told as a bug in mavera."""
+    before = (
+        "import os, signal\n"
+        "import mavera_cli.cli as cli\n"
+        "app_for = cli.app_for\n"
+        "class Probe:\n"
+        "    def __set_name__(self, owner, name):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        for _ in range(1000): pass  # the handler runs here\n"
+        "def probed(args):\n"
+        "    type('Owner', (), {'probe': Probe()})\n"
+        "    return app_for(args)\n"
+        "cli.app_for = probed\n"
+    )
+    result = _run_program(tmp_path, before, ["stream", "--mock", "hi"])
+    assert result.returncode == 143, result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_the_program_exits_with_the_command_s_code(tmp_path: Path) -> None:
     result = _run_program(tmp_path, "", ["json", "--mock", "--schema", str(tmp_path / "none")])
     assert result.returncode == 2
