@@ -453,8 +453,8 @@ class RecordedWindow(SlidingWindow):
     def now(self) -> float:
         return super().now() if self.date is None else self.date
 
-    def take(self) -> WindowState:
-        state = super().take()
+    def take(self, age: float = 0.0) -> WindowState:
+        state = super().take(age)
         self.admitted.append(state.admitted)
         return state
 

@@ -3,6 +3,7 @@ three headers on every answer and 429 + Retry-After past it; a prompt picks its 
 
 from __future__ import annotations
 
+import socket
 import time
 
 import httpx
@@ -63,3 +64,68 @@ def test_bad_rate_limit_specs_are_usage_errors() -> None:
             continue
         raise AssertionError(spec)
     assert parse_rate_limit("60").seconds == 60
+
+
+def test_the_window_counts_a_request_when_it_arrived() -> None:
+    """The mock's threads may get to a request late: it is counted when it came."""
+    now = [100.0]
+    window = SlidingWindow(1, 1, clock=lambda: now[0])
+    assert window.take().admitted
+    now[0] = 101.01
+    early = window.take(age=0.02)  # it came at 100.99, before the first left the window
+    assert not early.admitted and early.reset == 101.0
+    late = window.take()  # one that came now: the first has left
+    assert late.admitted and late.reset == 102.01 and late.remaining == 0
+
+
+def test_a_request_counted_after_a_later_one_keeps_every_window_within_the_limit() -> None:
+    now = [100.0]
+    window = SlidingWindow(1, 1, clock=lambda: now[0])
+    assert window.take().admitted
+    now[0] = 101.5
+    assert window.take().admitted  # came at 101.5, counted first
+    now[0] = 101.51
+    # Came at 101.49 (alone in its own window), counted second: with it, the second's
+    # window (100.5, 101.5] would hold two.
+    assert not window.take(age=0.02).admitted
+
+
+def _raw_request(path: str, body: bytes = b"") -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"Content-Type: application/json\r\n\r\n" + body
+
+
+def test_on_the_wire_a_request_counts_from_its_first_byte_not_its_reading() -> None:
+    """Its head arrives in two parts 0.4 s apart: the window counts it from the first."""
+    with MockServer(rate_limit="5/1") as server:
+        server.window.fractional_reset = True  # type: ignore[union-attr]
+        port = int(server.base_url.split(":")[2].split("/")[0])
+        body = b'{"model": "m", "input": "hi"}'
+        request = _raw_request("/api/v1/responses", body)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+            sent = time.time()
+            connection.sendall(request[:10])
+            time.sleep(0.4)
+            connection.sendall(request[10:])
+            answer = connection.recv(65536)
+        head = answer.split(b"\r\n\r\n")[0].decode().lower()
+        reset = float(head.split("x-ratelimit-reset: ")[1].split("\r\n")[0])
+        assert sent + 1 <= reset + 0.005  # (the kernel's stamp and ours, a little apart)
+        assert reset < sent + 1.2  # not the 1.4 s it would be from when it was read
+
+
+def test_requests_sent_together_on_one_connection_are_each_answered() -> None:
+    """Pipelined: the second is read from what the first read brought, never waited for."""
+    with MockServer(rate_limit="5/1") as server:
+        port = int(server.base_url.split(":")[2].split("/")[0])
+        usage = b"GET /api/v1/usage HTTP/1.1\r\nHost: x\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+            connection.sendall(
+                usage + usage + b"GET /api/v1/usage HTTP/1.1\r\nHost: x\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+            received = b""
+            while chunk := connection.recv(65536):
+                received += chunk
+        assert received.count(b"HTTP/1.1 200 ") == 3
+        assert server.requests_seen == 3

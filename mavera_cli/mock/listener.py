@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from mavera_cli.errors import UsageError
+from mavera_cli.mock.arrival import enable_arrival_stamps
 
 _LOOPBACK_HINT = "the mock listens on loopback only (127.0.0.0/8, ::1 or localhost)"
 
@@ -57,6 +58,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         self.owner = owner  # the MockServer: its handlers' state, and `stopping`
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self.stamps_arrivals = False  # the kernel stamps what connections receive (server_bind)
         super().__init__(address, handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -72,6 +74,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a DNS lookup that can take seconds.
         socketserver.TCPServer.server_bind(self)
+        self.stamps_arrivals = enable_arrival_stamps(self.socket)
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
     def process_request(self, request: Any, client_address: Any) -> None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
+from bisect import bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from mavera_cli.errors import UsageError
+
+# A request is counted at most this long after it arrived (a stall, a clock that jumped).
+_LATEST_COUNT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class SlidingWindow:
         # Mavera sends X-RateLimit-Reset in whole seconds; the bench also tries exact ones.
         self.fractional_reset = fractional_reset
         self._clock = clock
-        self._starts: deque[float] = deque()
+        self._starts: list[float] = []  # arrival times, oldest first
         self._lock = threading.Lock()
 
     def now(self) -> float:
@@ -51,19 +54,40 @@ class SlidingWindow:
     def per_minute(self) -> int:
         return round(self.limit * 60 / self.seconds)
 
-    def take(self) -> WindowState:
-        """Count a request now if the window has room; say where the window stands."""
+    def take(self, age: float = 0.0) -> WindowState:
+        """Count a request that arrived `age` seconds ago if the window had room for it then;
+        say where the window stands. (The mock's threads get to requests late, and not always
+        in the order they came: a request is counted when it arrived, among those before it.)
+        """
         with self._lock:
             now = self._clock()
+            arrived = now - min(max(age, 0.0), _LATEST_COUNT_SECONDS)
             starts = self._starts
-            while starts and starts[0] <= now - self.seconds:
-                starts.popleft()
-            admitted = len(starts) < self.limit
+            # Kept a little past the window: a request that came earlier may be counted later.
+            del starts[: bisect_right(starts, now - self.seconds - _LATEST_COUNT_SECONDS)]
+            first = bisect_right(starts, arrived - self.seconds)
+            inside = bisect_right(starts, arrived) - first
+            admitted = inside < self.limit and self._room_after(arrived)
             if admitted:
-                starts.append(now)
-            reset = starts[0] + self.seconds if starts else now + self.seconds
+                insort(starts, arrived)
+                inside += 1
+            reset = starts[first] + self.seconds if inside else arrived + self.seconds
             retry_after = max(1, math.ceil(reset - now))
-            return WindowState(admitted, self.limit, self.limit - len(starts), reset, retry_after)
+            return WindowState(admitted, self.limit, self.limit - inside, reset, retry_after)
+
+    def _room_after(self, arrived: float) -> bool:
+        """Whether a request that arrived then keeps every window after it (up to requests
+        counted already that came later) within the limit."""
+        starts = self._starts
+        for later in starts[bisect_right(starts, arrived) :]:
+            if later >= arrived + self.seconds:
+                break
+            if (
+                bisect_right(starts, later) - bisect_right(starts, later - self.seconds)
+                >= self.limit
+            ):
+                return False
+        return True
 
 
 def parse_rate_limit(spec: str) -> SlidingWindow:

@@ -8,6 +8,7 @@ Routes `POST …/responses` (streamed as chunked SSE, or one JSON object), `GET 
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import socket
 import threading
@@ -25,6 +26,7 @@ from mavera_cli import __version__
 from mavera_cli.errors import UsageError
 from mavera_cli.jsonout import json_line
 from mavera_cli.mock.answers import CallAnswer, answer
+from mavera_cli.mock.arrival import ArrivalStampedReader
 from mavera_cli.mock.faults import (
     Delivery,
     Fault,
@@ -69,6 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
     _started = False  # whether this request's status line went out
     _number = 0  # this request's number on the server, for x-request-id
     _window_state: WindowState | None = None  # this request's place in --rate-limit's window
+    _arrivals: ArrivalStampedReader
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the default access log would write every request to stderr."""
@@ -80,10 +83,23 @@ class _Handler(BaseHTTPRequestHandler):
             timestamp = window.now()
         return super().date_time_string(timestamp)
 
+    def setup(self) -> None:
+        super().setup()
+        # Reads that note when each request arrived, for --rate-limit's window (arrival.py).
+        self.rfile.close()
+        self._arrivals = ArrivalStampedReader(
+            self.connection, kernel_stamps=self.server.stamps_arrivals
+        )
+        self.rfile = io.BufferedReader(self._arrivals)
+
     def handle(self) -> None:
         # Reset, broken pipe, or close() cutting the socket: nothing to report.
         with contextlib.suppress(OSError):
             super().handle()
+
+    def handle_one_request(self) -> None:
+        self._arrivals.mark()
+        super().handle_one_request()
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -119,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         window = owner.window
         if window is not None:
-            self._window_state = window.take()
+            self._window_state = window.take(age=time.time() - self._arrivals.arrived_at)
             if not self._window_state.admitted:
                 owner._count_rate_limited()
                 retry_after = str(self._window_state.retry_after)
