@@ -123,10 +123,16 @@ class MaveraClient:
 
     @contextmanager
     def open_stream(
-        self, payload: dict[str, Any], observer: StreamObserver | None = None
+        self,
+        payload: dict[str, Any],
+        observer: StreamObserver | None = None,
+        *,
+        on_written: Callable[[], None] | None = None,
     ) -> Iterator[Iterator[bytes]]:
         """POST a streaming request; yield an iterator over the raw body chunks as they arrive.
-        `observer` hears of the request and the response head (the core tells it the reads)."""
+        `observer` hears of the request and the response head (the core tells it the reads);
+        `on_written` is called once the request's head has been written to the connection
+        (`batch` paces by that moment), before the response is awaited."""
         request = self._http.build_request(
             "POST",
             "responses",
@@ -137,6 +143,7 @@ class MaveraClient:
                 "Accept": "text/event-stream",
                 "Accept-Encoding": "identity",
             },
+            extensions=None if on_written is None else {"trace": _when_written(on_written)},
         )
         response = self._send(request, observer)
         try:
@@ -322,6 +329,20 @@ def _stop_at_redirect(response: httpx.Response) -> None:
     """A response hook: redirects are never followed, so httpx need not look at them."""
     if 300 <= response.status_code < 400:
         raise _Redirected(response)
+
+
+# httpcore's `trace` extension (documented by httpx) names each step of a request; this one
+# ends once the request line and headers are on the connection (a proxy's CONNECT, first,
+# names it too: the last one is the request's own).
+_HEAD_WRITTEN = "http11.send_request_headers.complete"
+
+
+def _when_written(callback: Callable[[], None]) -> Callable[[str, dict[str, Any]], None]:
+    def trace(step: str, info: dict[str, Any]) -> None:
+        if step == _HEAD_WRITTEN:
+            callback()
+
+    return trace
 
 
 def _request_body(payload: dict[str, Any]) -> bytes:

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from mavera_cli.client import MaveraClient
+from mavera_cli.config import Settings
 from mavera_cli.mock import MockServer
 from mavera_cli.mock.ratelimit import SlidingWindow, WindowState
 from tests.conftest import mavera_env, one_line_error, run_mavera
@@ -607,3 +609,17 @@ def test_an_item_waiting_to_retry_when_a_401_stops_the_batch_still_gets_its_line
     lines = results(result.stdout)
     assert sorted(line["error"] for line in lines) == ["auth", "server_error"]
     assert len(server.requests) == 2, "no retry and no new item after the 401"
+
+
+def test_batch_paces_by_when_each_request_was_written_before_its_answer() -> None:
+    """The client says when a request's head is on the connection: before the server's
+    think time, not when the answer comes (what `batch`'s window slides on)."""
+    written: list[float] = []
+    with MockServer(think_ms=300) as server:
+        settings = Settings(base_url=server.base_url, api_key="k")
+        with MaveraClient(settings) as client:
+            payload = {"model": "m", "input": "hi", "stream": True}
+            with client.open_stream(payload, on_written=lambda: written.append(time.time())):
+                answered = time.time()
+    assert len(written) == 1
+    assert answered - written[0] >= 0.25

@@ -63,8 +63,8 @@ def test_an_exact_reset_is_taken_for_a_window_of_whole_seconds() -> None:
         clock.now = now
         return limiter
 
-    assert blocks(one_start_then(1001.02))  # within the margin
-    assert not blocks(one_start_then(1001.035))  # 1 s and the margin (1.008 s would block)
+    assert blocks(one_start_then(1001.003))  # within the margin (5 ms, for a 1 s window)
+    assert not blocks(one_start_then(1001.009))  # 1 s and the margin (1.008 s would block)
 
 
 def test_a_stale_header_arriving_late_does_not_give_back_a_used_slot() -> None:
@@ -184,9 +184,9 @@ def test_a_429_while_sliding_on_our_starts_widens_the_margin() -> None:
         clock.now = now
         return limiter
 
-    # Before: slid the same 1.03 s after it (to 1002.09); now twice the margin (1002.12).
-    assert blocks(refused_then(1002.105))
-    assert not blocks(refused_then(1002.13))
+    # Before: slid the same 1.005 s after it (to 1002.065); now twice the margin (1002.07).
+    assert blocks(refused_then(1002.067))
+    assert not blocks(refused_then(1002.072))
 
 
 def test_requests_of_others_on_the_key_shrink_our_share_of_the_window() -> None:
@@ -240,9 +240,9 @@ def test_the_429s_of_one_early_wave_widen_the_margin_once() -> None:
         clock.now = now
         return limiter
 
-    # Before: a margin doubled three times (0.24 s), nothing until 1002.28; now once (0.06 s).
-    assert blocks(refused_together_then(1002.09))
-    assert not blocks(refused_together_then(1002.11))
+    # Before: a margin doubled three times (0.04 s), nothing until 1002.08; now once (0.01 s).
+    assert blocks(refused_together_then(1002.045))
+    assert not blocks(refused_together_then(1002.06))
 
 
 def test_a_server_clock_behind_ours_gives_way_to_what_its_counts_say() -> None:
@@ -270,8 +270,8 @@ def test_a_server_clock_behind_ours_gives_way_to_what_its_counts_say() -> None:
         return limiter
 
     # Now a window of 1 s and the margin after the first two of the last three starts.
-    assert blocks(skewed_then(1002.74))
-    assert not blocks(skewed_then(1002.78))
+    assert blocks(skewed_then(1002.705))
+    assert not blocks(skewed_then(1002.72))
 
 
 def test_workers_in_line_sleep_until_their_own_slot() -> None:
@@ -324,3 +324,78 @@ def test_a_long_line_for_a_short_window_is_no_reason_to_stop() -> None:
     limiter.stop()
     for worker in workers:
         worker.join(2)
+
+
+def test_the_window_slides_on_when_a_request_was_written() -> None:
+    """A worker granted its slot at 1000.0 wrote its request only at 1000.02 (it waited for
+    the interpreter): the next may start a window after that, not after the grant."""
+
+    def written_late_then(now: float) -> Limiter:
+        clock = Clock(1000.0)
+        limiter = Limiter(clock=clock)
+        limiter.acquire()
+        clock.now = 1000.02
+        limiter.written()
+        limiter.observe(RateLimitHeaders(1, 0, 1001.02))  # 1 per second, exactly
+        clock.now = now
+        return limiter
+
+    assert blocks(written_late_then(1001.015))  # 1.005 s after the grant: too soon
+    assert not blocks(written_late_then(1001.03))  # 1.005 s after it was written
+
+
+def test_the_window_length_is_learned_from_the_grant_not_the_write() -> None:
+    """Reset bounds the window's length from above only against a time before the server
+    counted the request: the grant. Against the write (0.3 s later) the 1 s window would
+    look 0.7 s long, and the next start would come 0.3 s too soon."""
+
+    def written_much_later_then(now: float) -> Limiter:
+        clock = Clock(1000.0)
+        limiter = Limiter(clock=clock)
+        limiter.acquire()
+        clock.now = 1000.3
+        limiter.written()
+        limiter.observe(RateLimitHeaders(1, 0, 1001.008))  # it arrived at 1000.008
+        clock.now = now
+        return limiter
+
+    assert blocks(written_much_later_then(1001.2))
+    assert not blocks(written_much_later_then(1001.31))
+
+
+def test_the_margin_is_a_share_of_the_window_within_bounds() -> None:
+    """5 ms after a 1 s window (3 % of it would be 0.03 s), 0.03 s after Mavera's 60 s."""
+
+    def one_start_then(seconds: float, now: float) -> Limiter:
+        clock = Clock(1000.0)
+        limiter = Limiter(clock=clock)
+        limiter.acquire()
+        limiter.observe(RateLimitHeaders(1, 0, 1000.0 + seconds))
+        clock.now = now
+        return limiter
+
+    assert blocks(one_start_then(1, 1001.004))
+    assert not blocks(one_start_then(1, 1001.006))
+    assert blocks(one_start_then(60, 1060.025))
+    assert not blocks(one_start_then(60, 1060.035))
+
+
+def test_endless_429s_widen_the_margin_only_so_far() -> None:
+    clock = Clock(1000.0)
+    limiter = Limiter(clock=clock)
+    limiter.acquire()
+    limiter.observe(RateLimitHeaders(1, 0, 1001.0))
+
+    def start_refused() -> None:  # on one thread: the 429 is set against this start
+        limiter.acquire()
+        limiter.observe(RateLimitHeaders(1, 0, clock.now + 1, retry_after=0.001))
+
+    for n in range(2000):  # each one slid on our starts, each after the last correction
+        clock.now = 1002.0 + 2 * n
+        worker = threading.Thread(target=start_refused, daemon=True)
+        worker.start()
+        worker.join(2)
+        assert not worker.is_alive()
+    assert limiter.pauses == 2000
+    clock.now += 1.0 + 0.25  # the window, and the widest margin
+    assert not blocks(limiter)

@@ -10,6 +10,12 @@ it) bounds the length only to within a second, and an exact one only to within t
 the request that taught it, so a window is taken to last whole seconds (Mavera's is 60)
 until 429s say otherwise.
 
+Each start is taken twice: when its slot is granted (before the server can have counted
+it: what bounds the window's length from above) and again once the request has been written
+(no sooner than the server counted it, on this machine; what the window slides on). Between
+the two a thread may wait its turn for the interpreter for tens of milliseconds, time the
+margin would otherwise have to cover on every window.
+
 Reset is a time on the server's clock, set against our starts on ours: a server clock behind
 ours makes that bound too short (429s every window), one ahead makes it too long (slower by
 as much). The Date header, on the server's clock too, tells one that is ahead by more than
@@ -32,7 +38,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 
 from mavera_cli.errors import InterruptedRun
@@ -51,19 +57,20 @@ _MOST_CLOCK_AHEAD = 86_400.0
 # server clock hours off) stops the batch, saying when, rather than sitting silent for it;
 # a re-run with -o goes on from there.
 _LONGEST_WINDOW_WAIT_SECONDS = 300.0
-# A request reaches the server a little after we start it, and some a little later than
-# others (threads wait their turn): slide our window this much later than the learned length.
-# (On 2 busy cores, 32 workers in line for their slots: 0.02 s drew a 429 in 2 of 6
-# 600-request runs, each pausing everyone for a whole-second Retry-After; 0.03 s none in 6.)
-# Stamping a start when the request has been sent whole (httpcore's `trace` extension,
-# `send_request_body.complete`) instead of when its slot is granted did not allow a thinner
-# margin: the bench's server counted requests -10 to +19 ms from that stamp (its own threads
-# wait their turn too), and 0.02 s still drew 429s in 1 of 9 runs, 0.01 s in 2 of 2; at 0.03 s
-# the wall time was the same (the stamp adds the grant-to-send delay to every window instead).
-_MARGIN_SECONDS = 0.03
+# A request reaches the server a little after we have written it, some a little later than
+# others (the network's jitter, the server's queue): slide our window a margin later than the
+# learned length. The margin is time the window stands idle, so it costs margin/length of the
+# rate: 0.03 s costs Mavera's 60 s window 0.05 %, but a 1 s window 3 %. It is a share of the
+# window, within bounds; a 429 doubles it. (Measured with 32 workers on 2 busy cores against
+# a 1 s window on loopback, stamps taken when the request was written: 5 ms drew no 429 in
+# 600-request runs; stamped when the slot was granted, the grant-to-write wait reached 30 ms.)
+_MARGIN_SHARE = 0.005
+_MIN_MARGIN_SECONDS = 0.005
+_MARGIN_SECONDS = 0.03  # the most, before 429s widen it
 # A 429 while sliding on our own starts says the margin was too thin for this machine's
 # jitter: it doubles, up to this.
 _MAX_MARGIN_SECONDS = 0.24
+_MOST_WIDENINGS = 6  # enough to reach the most from the least margin
 # Requests reach the server up to this much out of the order we started them: learning the
 # window's length from a start that may not be the server's oldest only loosens the bound,
 # while missing the server's oldest would make it too tight. (Likewise a start this much
@@ -110,11 +117,14 @@ class Limiter:
         self._unseen = 0  # requests started whose response headers have not arrived
         # Until the first response tells the window, at most _FIRST_WAVE requests at once.
         self._learned = False
-        # Our own starts, oldest first, to slide the window locally: the limit comes from
-        # Limit, the length from Reset and Remaining (see _learn_from_reset and
-        # _learn_from_count). Kept a while past the window, so a late response can still be
-        # set against the starts it saw.
+        # Our own starts, oldest first, as granted: set against Reset and Remaining, they
+        # bound the window's length from above (see _learn_from_reset and _learn_from_count).
+        # Kept a while past the window, so a late response can still be set against the
+        # starts it saw.
         self._starts: list[float] = []
+        # The same starts as the window slides on them: each taken again once its request
+        # has been written (see written()), oldest first.
+        self._slide: list[float] = []
         self._limit: int | None = None
         self._reset_bound: float | None = None  # the least upper bound Reset gave
         self._count_bound: float | None = None  # the least upper bound Remaining gave
@@ -126,7 +136,7 @@ class Limiter:
         # when exact (a fresh connection's first request: ~5 ms on loopback, added to every
         # window after). The window is taken to last whole seconds, until 429s say otherwise.
         self._assume_whole = True
-        self._margin = _MARGIN_SECONDS
+        self._widened = 0  # how many times 429s doubled the margin
         # How far the server's clock is ahead of ours (behind, if negative), by its Date
         # headers: at least, and less than. Date comes in whole seconds, so this tells a
         # clock that is ahead by more than a second or so; a Reset is then set against our
@@ -183,13 +193,32 @@ class Limiter:
                 self._queue.remove(ticket)
             self._next_start = max(now, self._next_start) + self._interval
             self._starts.append(now)
+            self._slide.append(now)
             if self._queue and self._next_in_line_may_go(now):
                 self._cond.notify_all()
             self._mine.start = now
+            self._mine.stamp = now
             self._mine.slid = self._span() is not None
             self._unseen += 1
             if self._remaining is not None:
                 self._remaining -= 1
+
+    def written(self) -> None:
+        """This thread's request has been written (its head, at least): the window slides
+        on this moment rather than on the grant. Called at most once or twice a request,
+        from the thread that started it."""
+        with self._cond:
+            stamp: float | None = getattr(self._mine, "stamp", None)
+            if stamp is None:
+                return
+            now = self._clock()
+            slide = self._slide
+            at = bisect_left(slide, stamp)
+            if at == len(slide) or slide[at] != stamp or now <= stamp:
+                return  # forgotten already (long gone), or a clock that went back
+            del slide[at]
+            insort(slide, now)
+            self._mine.stamp = now
 
     def _next_in_line_may_go(self, now: float) -> bool:
         """Whether to wake the waiting workers now; when sliding on our own starts, the next
@@ -232,15 +261,18 @@ class Limiter:
             # The bound exceeds the length by up to a second: a window of whole seconds is
             # the largest whole number in it.
             length = float(int(length))
-        return length + self._margin
+        margin = min(_MARGIN_SECONDS, max(_MIN_MARGIN_SECONDS, _MARGIN_SHARE * length))
+        margin = min(_MAX_MARGIN_SECONDS, margin * 2.0**self._widened)
+        return length + margin
 
     def _local_wait(self, now: float, span: float, allowed: int, ahead: int = 0) -> float:
         """How long until our own starts in the last `span` leave room for one more after
         the `ahead` workers waiting before it."""
-        starts = self._starts
         # Forget starts long gone (amortised: not on every call).
-        if len(starts) > 4 * allowed and starts[len(starts) // 2] <= now - 2 * span:
-            del starts[: bisect_right(starts, now - 2 * span)]
+        for starts in (self._starts, self._slide):
+            if len(starts) > 4 * allowed and starts[len(starts) // 2] <= now - 2 * span:
+                del starts[: bisect_right(starts, now - 2 * span)]
+        starts = self._slide
         inside = len(starts) - bisect_right(starts, now - span)
         if inside + ahead < allowed:
             return 0.0
@@ -391,17 +423,17 @@ class Limiter:
             return  # not slid on our starts (the window was unknown), or answered already
         self._corrected_at = self._clock()
         bounds = self._bounds()
-        if self._margin >= 2 * _MARGIN_SECONDS and len(bounds) == 2:
+        if self._widened and len(bounds) == 2:
             # Again, with the wider margin: the bound in use is wrong (Reset's, from a server
             # clock behind ours; Remaining's, from a server that counts late): the other one.
             self._believed[min(bounds, key=bounds.__getitem__)] = False
             return
-        if self._margin >= 2 * _MARGIN_SECONDS:
+        if self._widened:
             # The window does not last the whole seconds it was taken for: go by the bound.
             self._assume_whole = False
         # (The first time: most likely our starts reached the server less evenly than the
         # margin allows.)
-        self._margin = min(_MAX_MARGIN_SECONDS, 2 * self._margin)
+        self._widened = min(self._widened + 1, _MOST_WIDENINGS)
 
     def _give_up(self, wait: float) -> None:
         """Start nothing more: the server asks for a longer wait than a batch sits out."""

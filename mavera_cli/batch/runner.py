@@ -403,7 +403,9 @@ class BatchRun:
         with ExitStack() as stack:
             try:
                 renderer.sent = True
-                chunks = stack.enter_context(client.open_stream(payload))
+                chunks = stack.enter_context(
+                    client.open_stream(payload, on_written=self.limiter.written)
+                )
             except (ConnectionFailedError, TimedOutError):
                 self.limiter.forget()  # no response, so no headers will tell of this one
                 raise
