@@ -165,12 +165,16 @@ class ItemRenderer(Renderer):
         self.attempts = 0
         self.retried: MaveraError | None = None  # the failure the pending retry is for
         self.sent = False  # a request went out: the item was started, it gets its line
+        # The core's text fast path (the accumulator keeps the text): emptied at each read.
+        self._deltas: list[str] = []
+        self.delta_sink = self._deltas
 
     def start(self, accumulator: ResponseAccumulator) -> None:
         self.accumulator = accumulator
         self.attempts += 1
 
     def flush(self) -> None:
+        self._deltas.clear()
         if self._interrupted.is_set():
             raise InterruptedRun()  # Ctrl-C: leave this stream now, it will be run again
         self.check_deadline()
