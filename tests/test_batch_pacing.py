@@ -326,41 +326,32 @@ def test_a_long_line_for_a_short_window_is_no_reason_to_stop() -> None:
         worker.join(2)
 
 
+def granted_then_written(written: float, reset: float, now: float) -> Limiter:
+    """One start granted at 1000.0 and written at `written`, in a window of 1 per second
+    whose Reset the answer gave; the clock then at `now`."""
+    clock = Clock(1000.0)
+    limiter = Limiter(clock=clock)
+    limiter.acquire()
+    clock.now = written
+    limiter.written()
+    limiter.observe(RateLimitHeaders(1, 0, reset))
+    clock.now = now
+    return limiter
+
+
 def test_the_window_slides_on_when_a_request_was_written() -> None:
     """A worker granted its slot at 1000.0 wrote its request only at 1000.02 (it waited for
     the interpreter): the next may start a window after that, not after the grant."""
-
-    def written_late_then(now: float) -> Limiter:
-        clock = Clock(1000.0)
-        limiter = Limiter(clock=clock)
-        limiter.acquire()
-        clock.now = 1000.02
-        limiter.written()
-        limiter.observe(RateLimitHeaders(1, 0, 1001.02))  # 1 per second, exactly
-        clock.now = now
-        return limiter
-
-    assert blocks(written_late_then(1001.015))  # 1.005 s after the grant: too soon
-    assert not blocks(written_late_then(1001.03))  # 1.005 s after it was written
+    assert blocks(granted_then_written(1000.02, 1001.02, 1001.015))  # 1.005 s after the grant
+    assert not blocks(granted_then_written(1000.02, 1001.02, 1001.03))  # and after the write
 
 
 def test_the_window_length_is_learned_from_the_grant_not_the_write() -> None:
     """Reset bounds the window's length from above only against a time before the server
-    counted the request: the grant. Against the write (0.3 s later) the 1 s window would
-    look 0.7 s long, and the next start would come 0.3 s too soon."""
-
-    def written_much_later_then(now: float) -> Limiter:
-        clock = Clock(1000.0)
-        limiter = Limiter(clock=clock)
-        limiter.acquire()
-        clock.now = 1000.3
-        limiter.written()
-        limiter.observe(RateLimitHeaders(1, 0, 1001.008))  # it arrived at 1000.008
-        clock.now = now
-        return limiter
-
-    assert blocks(written_much_later_then(1001.2))
-    assert not blocks(written_much_later_then(1001.31))
+    counted the request: the grant. Against the write (0.3 s later; it arrived at 1000.008)
+    the 1 s window would look 0.7 s long, and the next start would come 0.3 s too soon."""
+    assert blocks(granted_then_written(1000.3, 1001.008, 1001.2))
+    assert not blocks(granted_then_written(1000.3, 1001.008, 1001.31))
 
 
 def test_the_margin_is_a_share_of_the_window_within_bounds() -> None:
