@@ -34,11 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     _import_with_signals_held()
     previous_term = signal.signal(signal.SIGTERM, _terminate)
-    # Closing the terminal sends SIGHUP: ended as by SIGTERM (nothing left behind), unless
-    # it is ignored (`nohup`) or someone else handles it.
-    hangup = signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
-    if hangup:
-        signal.signal(signal.SIGHUP, _terminate)
+    # Closing the terminal sends SIGHUP, Ctrl-\ SIGQUIT: ended as by SIGTERM (nothing left
+    # behind, no core), unless ignored (`nohup`) or handled by someone else.
+    ending = [sig for sig in _ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_DFL]
+    for sig in ending:
+        signal.signal(sig, _terminate)
     try:
         try:
             return _run(args)
@@ -48,8 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(ExitCode.interrupted)
     finally:
         signal.signal(signal.SIGTERM, previous_term)
-        if hangup:
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        for sig in ending:
+            signal.signal(sig, signal.SIG_DFL)
+
+
+# Ended as SIGTERM is when their default action is in place (it would end mavera at once).
+_ENDING_SIGNALS = (signal.SIGHUP, signal.SIGQUIT)
 
 
 def run() -> NoReturn:
@@ -93,7 +97,7 @@ def _import_with_signals_held() -> None:
     is imported first, with those signals held: one that came meanwhile is handled after."""
     if "orjson" in sys.modules:
         return
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    held = {signal.SIGINT, signal.SIGTERM, *_ENDING_SIGNALS}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         import orjson  # noqa: F401  (for its side effect: loaded whole)

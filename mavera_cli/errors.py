@@ -199,13 +199,15 @@ class InterruptedRun(MaveraError):
 
     def __init__(self, *, terminated: bool = False, signum: int = signal.SIGTERM) -> None:
         super().__init__("terminated" if terminated else "interrupted")
-        # The process exit status: 143 (129 for SIGHUP) is not an ExitCode (no row of its own
+        # The process exit status: 143 (129 for SIGHUP, 131 for SIGQUIT) is not an ExitCode (no
+        # row of its own
         # in the table).
         self.status = 128 + signum if terminated else int(ExitCode.interrupted)
 
 
 class Terminated(BaseException):
-    """SIGTERM (or SIGHUP: the terminal closed), raised in the main thread by entry's handler
+    """SIGTERM (or SIGHUP: the terminal closed; SIGQUIT: Ctrl-\\), raised in the main thread by
+    entry's handler
     so that output is flushed and reported on the way out, and nothing is left behind (a
     temporary file, a tool's process group). A BaseException, like KeyboardInterrupt: no
     layer may catch it."""

@@ -231,12 +231,13 @@ def run_command(
         except ToolFailedError:
             raise  # the command ended, or _finish killed it
         except BaseException:
-            _kill(proc)  # Ctrl-C, SIGTERM or SIGHUP: leave nothing running behind us
+            _kill(proc)  # Ctrl-C, SIGTERM, SIGHUP, SIGQUIT: leave nothing running behind us
             raise
 
 
-# The signals whose Python handlers raise (Ctrl-C, SIGTERM and SIGHUP, --max-time's timer).
-_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGHUP)
+# The signals whose Python handlers raise (Ctrl-C, SIGTERM, SIGHUP and SIGQUIT, --max-time's
+# timer).
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGHUP, signal.SIGQUIT)
 
 
 @contextlib.contextmanager

@@ -77,7 +77,8 @@ def test_head_closing_the_pipe_ends_quietly(server) -> None:
 
 
 @pytest.mark.parametrize(
-    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+    ("sig", "code"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGQUIT, 131)],
 )
 def test_signal_mid_stream_keeps_received_text(server, sig: signal.Signals, code: int) -> None:
     release = serve_part_then_hold(server)

@@ -347,11 +347,12 @@ def test_a_file_over_16_mib_is_not_a_functions_or_schema_file(
 # --- SIGHUP while a tool runs ----------------------------------------------------------------
 
 
-def test_sighup_while_a_tool_runs_ends_its_process_group(
-    server: ScriptedServer, tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT])
+def test_a_hang_up_or_quit_while_a_tool_runs_ends_its_process_group(
+    server: ScriptedServer, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    """The tool has a session of its own: mavera hung up ended without it, leaving it (and
-    what it started) running."""
+    """The tool has a session of its own: mavera hung up (or quit by Ctrl-\\) ended without
+    it, leaving it (and what it started) running."""
     server.script(streaming(call_stream([("call_1", "get_weather", ['{"city":"Oslo"}'])])))
     functions = write_json(tmp_path / "f.json", [WEATHER])
     pid_file = tmp_path / "tool.pid"
@@ -372,11 +373,11 @@ def test_sighup_while_a_tool_runs_ends_its_process_group(
             time.sleep(0.05)
         group = int(pid_file.read_text())
         assert _group_members(group), "the tool is not running"
-        os.kill(proc.pid, signal.SIGHUP)
+        os.kill(proc.pid, sig)
         # (wait, not communicate: a tool left running would hold mavera's stderr open)
         proc.wait(timeout=15)
-        # Ended as by SIGTERM (129 = 128 + SIGHUP, what a shell reports), the group killed.
-        assert proc.returncode == 128 + signal.SIGHUP
+        # Ended as by SIGTERM (128 + the signal, what a shell reports), the group killed.
+        assert proc.returncode == 128 + sig
         deadline = time.monotonic() + 5
         while _group_members(group) and time.monotonic() < deadline:
             time.sleep(0.05)
