@@ -15,6 +15,10 @@ from mavera_cli.errors import InvalidOutputError
 from mavera_cli.observe import StreamObserver
 
 MAX_ERROR_BODY = 64 * 1024  # enough for any error message; an HTML page is cut short
+# A whole (not streamed) answer: `ask`'s Response, the persona list, the usage report. A
+# model's longest answer is well under a megabyte; a body that decodes past this (a gzip
+# bomb, a server that never stops) is not read further.
+MAX_RESPONSE_BODY = 64 * 1024 * 1024
 # The content codings mavera can undo: zlib's, always there (httpx decodes these in a body;
 # br and zstd need optional packages, and an error body is decoded here, bounded).
 _ZLIB_WBITS = {"gzip": (zlib.MAX_WBITS | 16,), "deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS)}

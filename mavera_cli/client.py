@@ -16,7 +16,7 @@ import httpx
 import orjson
 
 from mavera_cli import __version__
-from mavera_cli.bodies import check_encoding, exact_json, read_error_body
+from mavera_cli.bodies import MAX_RESPONSE_BODY, check_encoding, exact_json, read_error_body
 from mavera_cli.config import Settings, is_loopback
 from mavera_cli.errors import (
     EVENT_STREAM_TYPES,
@@ -376,11 +376,18 @@ def _raw_chunks(response: httpx.Response, settings: Settings) -> Iterator[bytes]
 def _read_body(
     response: httpx.Response, observer: StreamObserver | None, settings: Settings
 ) -> bytes:
-    """The whole body, decoded; `observer` hears it as one read, also the part of a body
-    that broke off (the trace keeps a failed attempt's bytes too)."""
+    """The whole body, decoded, up to MAX_RESPONSE_BODY; `observer` hears it as one read,
+    also the part of a body that broke off (the trace keeps a failed attempt's bytes too)."""
     chunks: list[bytes] = []
+    size = 0
     try:
-        for chunk in response.iter_bytes():
+        for chunk in response.iter_bytes():  # (a network read decodes to 66 MB at most)
+            size += len(chunk)
+            if size > MAX_RESPONSE_BODY:
+                raise InvalidOutputError(
+                    f"the server's response is over {MAX_RESPONSE_BODY // 2**20} MiB "
+                    "(decoded); mavera stopped reading it"
+                )
             chunks.append(chunk)
     except httpx.HTTPError as exc:
         raise _body_error(exc, settings) from exc

@@ -132,6 +132,23 @@ def deflated(data: bytes, wbits: int) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
+def test_a_gzip_bomb_in_an_answer_is_read_only_as_far_as_the_cap(server: ScriptedServer) -> None:
+    """`ask`'s 200 body was decoded whole: 200 MB here, twice over (the pieces and their join),
+    before it could be found not to be JSON. Now 64 MiB at most, and the read that would
+    pass it (one network read of a bomb decodes to up to about 66 MB)."""
+    inflated = b'{"id":"resp_1","object":"response","output_text":"' + b"x" * 200_000_000
+    bomb = gzip.compress(b"")[:10] + zlib.compress(inflated, 9)[2:-4]
+    server.script(body(200, bomb, content_encoding="gzip"))
+    tracemalloc.start()
+    try:
+        result = mavera(server, ["ask", "hi"], 11)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    one_line_error(result.stderr, "over 64 MiB")
+    assert peak < 200_000_000, f"{peak} bytes at the peak"
+
+
 @pytest.mark.parametrize(
     ("encoding", "data"),
     [
