@@ -304,6 +304,37 @@ def test_workers_in_line_sleep_until_their_own_slot() -> None:
     assert looks <= 16, looks
 
 
+def test_a_window_with_room_for_the_whole_line_wakes_each_worker_about_once() -> None:
+    """20 workers wait for the first answer to tell the window, which has room for all of
+    them: each start woke every worker still in line (about 100 looks at the clock here),
+    and those woken before their turn slept 5 ms and looked again."""
+    looks = 0
+
+    def clock() -> float:
+        nonlocal looks
+        looks += 1
+        return time.time()
+
+    limiter = Limiter(clock=clock)
+    for _ in range(4):  # the first wave
+        limiter.acquire()
+    started: list[int] = []
+    workers = [
+        threading.Thread(target=lambda n=n: (limiter.acquire(), started.append(n)), daemon=True)
+        for n in range(20)
+    ]
+    for worker in workers:
+        worker.start()
+        time.sleep(0.005)  # in this order
+    time.sleep(0.1)
+    looks = 0
+    limiter.observe(RateLimitHeaders(100, 96, time.time() + 1))
+    for worker in workers:
+        worker.join(5)
+    assert started == list(range(20))
+    assert looks <= 3 * 20, looks
+
+
 def test_a_long_line_for_a_short_window_is_no_reason_to_stop() -> None:
     """1 request a minute, 8 workers: the last in line waits 8 minutes for its turn, which is
     not a window reopening hours away (that stops the batch: tests/test_batch.py)."""

@@ -87,9 +87,6 @@ _REORDER_SECONDS = 0.25
 # that first window's ramp is bound by the CPU. A wave pays off in small batches: 4 items at
 # -j 4 take one answer's time instead of two.)
 _FIRST_WAVE = 4
-# A worker whose slot is due but who is not first in line looks again this soon (the one
-# before it notifies as it goes).
-_TURN_SECONDS = 0.005
 
 
 class Stopped(Exception):
@@ -106,7 +103,8 @@ class Limiter:
     ) -> None:
         self._interval = 60.0 / rpm if rpm else 0.0
         self._clock = clock
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)  # retry waits (sleep) wait on this
         self._stop = False
         self._next_start = 0.0  # --rpm: the earliest the next request may start
         self._paused_until = 0.0  # a 429's Retry-After, for everyone
@@ -155,17 +153,22 @@ class Limiter:
         self._mine = threading.local()
         self._tickets = 0
         self._queue: list[int] = []  # the tickets of the workers waiting to start, in order
+        # Each waiting worker sleeps on a condition of its own (on the same lock), so that
+        # one can be woken alone: the first in line, when it may start sooner.
+        self._turns: dict[int, threading.Condition] = {}
         self.pauses = 0
         self.gave_up_wait: float | None = None  # a Retry-After too long to wait: it stopped
 
     def acquire(self) -> None:
         """Wait until a request may start, and count it; raise Stopped if the batch ends."""
-        with self._cond:
+        with self._lock:
             # Workers start in the order they asked, each sleeping until its own slot in
-            # the window is due: not all of them woken for every slot, to race for it.
+            # the window is due: not all of them woken for every slot, to race for it (in a
+            # window with room for many, that herd cost a worker about 3 wakings per start).
             ticket = self._tickets
             self._tickets += 1
             self._queue.append(ticket)
+            turn = self._turns[ticket] = threading.Condition(self._lock)
             try:
                 while True:
                     if self._stop:
@@ -183,19 +186,17 @@ class Limiter:
                         # (Not a worker further back: its wait is the line before it.)
                         self._give_up(wait)
                         raise Stopped()
-                    # The whole wait: stop(), and any answer that may let a worker start
-                    # sooner, wake it (polling would wake every waiting worker ten times
-                    # a second, the herd the line is there to avoid).
-                    self._cond.wait(
-                        min(wait, _LONGEST_SLEEP_SECONDS) if wait > 0 else _TURN_SECONDS
-                    )
+                    # The whole wait: stop() wakes it, and so does an answer that may let
+                    # the first in line start sooner, or the worker before it as it starts.
+                    # (Due but not first: the one before wakes it; the poll is a safety net.)
+                    turn.wait(min(wait, _LONGEST_SLEEP_SECONDS) if wait > 0 else _POLL_SECONDS)
             finally:
                 self._queue.remove(ticket)
+                del self._turns[ticket]
             self._next_start = max(now, self._next_start) + self._interval
             self._starts.append(now)
             self._slide.append(now)
-            if self._queue and self._next_in_line_may_go(now):
-                self._cond.notify_all()
+            self._wake_first()  # the next in line: it goes, or sleeps until its own slot
             self._mine.start = now
             self._mine.stamp = now
             self._mine.slid = self._span() is not None
@@ -207,7 +208,7 @@ class Limiter:
         """This thread's request has been written (its head, at least): the window slides
         on this moment rather than on the grant. Called at most once or twice a request,
         from the thread that started it."""
-        with self._cond:
+        with self._lock:
             stamp: float | None = getattr(self._mine, "stamp", None)
             if stamp is None:
                 return
@@ -220,16 +221,15 @@ class Limiter:
             insort(slide, now)
             self._mine.stamp = now
 
-    def _next_in_line_may_go(self, now: float) -> bool:
-        """Whether to wake the waiting workers now; when sliding on our own starts, the next
-        in line already sleeps until its slot is due, unless there is room now."""
-        span = self._span()
-        if span is None or self._limit is None or self._limit <= self._foreign:
-            return True
-        allowed = self._limit - self._foreign
-        return max(self._paused_until, self._next_start) <= now and (
-            self._local_wait(now, span, allowed) <= 0
-        )
+    def _wake_first(self) -> None:
+        """Wake the first worker in line (it wakes the next as it starts)."""
+        if self._queue:
+            self._turns[self._queue[0]].notify()
+
+    def _wake_everyone(self) -> None:
+        for turn in self._turns.values():
+            turn.notify()
+        self._cond.notify_all()
 
     def _window_wait(self, now: float, ahead: int = 0) -> float:
         if not self._learned and self._unseen >= _FIRST_WAVE:
@@ -354,9 +354,9 @@ class Limiter:
 
     def observe(self, window: RateLimitHeaders) -> None:
         """One response's headers (every response: 2xx, 429 and errors alike)."""
-        with self._cond:
-            # Waits on our own starts end by the clock: wake the workers only when this
-            # answer may let one start sooner (32 of them woken 100 times a second cost
+        with self._lock:
+            # Waits on our own starts end by the clock: wake the first in line only when this
+            # answer may let it start sooner (32 workers woken 100 times a second cost
             # the very threads about to send their requests the time to send them).
             before = (self._learned, self._span(), self._limit, self._foreign)
             self._learned = True
@@ -397,13 +397,13 @@ class Limiter:
                 or self._foreign < before[3]
                 or self._limit <= self._foreign  # pacing by Remaining and Reset
             ):
-                self._cond.notify_all()
+                self._wake_first()
 
     def forget(self) -> None:
         """A request ended without a response (connection refused, reset): not in flight."""
-        with self._cond:
+        with self._lock:
             self._unseen = max(0, self._unseen - 1)
-            self._cond.notify_all()
+            self._wake_first()
 
     def _pause(self, seconds: float) -> None:
         """A 429: nobody starts anything for `seconds` (whether or not it is retried); for
@@ -440,7 +440,7 @@ class Limiter:
         if self.gave_up_wait is None:
             self.gave_up_wait = wait
         self._stop = True
-        self._cond.notify_all()
+        self._wake_everyone()
 
     def sleep(self, seconds: float) -> None:
         """A retry's wait (from the core), cut short when the batch stops."""
@@ -454,9 +454,9 @@ class Limiter:
         raise InterruptedRun()
 
     def stop(self) -> None:
-        with self._cond:
+        with self._lock:
             self._stop = True
-            self._cond.notify_all()
+            self._wake_everyone()
 
     @property
     def stopped(self) -> bool:
