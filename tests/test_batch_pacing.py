@@ -274,65 +274,65 @@ def test_a_server_clock_behind_ours_gives_way_to_what_its_counts_say() -> None:
     assert not blocks(skewed_then(1002.72))
 
 
-def test_workers_in_line_sleep_until_their_own_slot() -> None:
-    """Five workers wait on a full window of 1 per 0.2 s: each is woken for its own slot,
-    not all of them for every slot (a herd that delays the one about to send)."""
-    looks = 0
+class CountingClock:
+    """The real time, counting how often the limiter looks at it (each worker woken looks)."""
 
-    def clock() -> float:
-        nonlocal looks
-        looks += 1
+    def __init__(self) -> None:
+        self.looks = 0
+
+    def __call__(self) -> float:
+        self.looks += 1
         return time.time()
 
-    limiter = Limiter(clock=clock)
-    limiter.acquire()
-    limiter.observe(RateLimitHeaders(1, 0, time.time() + 0.2))
-    looks = 0
+
+def line_up(
+    limiter: Limiter, count: int, spacing: float
+) -> tuple[list[threading.Thread], list[int]]:
+    """`count` workers asking to start, in this order; the list they append to as they do."""
     started: list[int] = []
     workers = [
         threading.Thread(target=lambda n=n: (limiter.acquire(), started.append(n)), daemon=True)
-        for n in range(5)
+        for n in range(count)
     ]
     for worker in workers:
         worker.start()
-        time.sleep(0.01)  # in this order
+        time.sleep(spacing)
+    return workers, started
+
+
+def test_workers_in_line_sleep_until_their_own_slot() -> None:
+    """Five workers wait on a full window of 1 per 0.2 s: each is woken for its own slot,
+    not all of them for every slot (a herd that delays the one about to send)."""
+    clock = CountingClock()
+    limiter = Limiter(clock=clock)
+    limiter.acquire()
+    limiter.observe(RateLimitHeaders(1, 0, time.time() + 0.2))
+    clock.looks = 0
+    workers, started = line_up(limiter, 5, 0.01)
     for worker in workers:
         worker.join(5)
     assert started == [0, 1, 2, 3, 4]
     # Each worker looks when it asks and when its slot is due (a few more for the clock's
     # grain, or a turn taken a moment early); a herd looks 5 + 4 + 3 + 2 + 1 more times.
-    assert looks <= 16, looks
+    assert clock.looks <= 16, clock.looks
 
 
 def test_a_window_with_room_for_the_whole_line_wakes_each_worker_about_once() -> None:
     """20 workers wait for the first answer to tell the window, which has room for all of
     them: each start woke every worker still in line (about 100 looks at the clock here),
     and those woken before their turn slept 5 ms and looked again."""
-    looks = 0
-
-    def clock() -> float:
-        nonlocal looks
-        looks += 1
-        return time.time()
-
+    clock = CountingClock()
     limiter = Limiter(clock=clock)
     for _ in range(4):  # the first wave
         limiter.acquire()
-    started: list[int] = []
-    workers = [
-        threading.Thread(target=lambda n=n: (limiter.acquire(), started.append(n)), daemon=True)
-        for n in range(20)
-    ]
-    for worker in workers:
-        worker.start()
-        time.sleep(0.005)  # in this order
+    workers, started = line_up(limiter, 20, 0.005)
     time.sleep(0.1)
-    looks = 0
+    clock.looks = 0
     limiter.observe(RateLimitHeaders(100, 96, time.time() + 1))
     for worker in workers:
         worker.join(5)
     assert started == list(range(20))
-    assert looks <= 3 * 20, looks
+    assert clock.looks <= 3 * 20, clock.looks
 
 
 def test_a_long_line_for_a_short_window_is_no_reason_to_stop() -> None:

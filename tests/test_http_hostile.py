@@ -132,19 +132,28 @@ def deflated(data: bytes, wbits: int) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
+def gzip_bomb(opening: bytes) -> bytes:
+    """`opening` and 200 MB of "x", about 200 KB gzipped: the raw deflate stream in a gzip
+    header (no trailer: it is cut short anyway)."""
+    return gzip.compress(b"")[:10] + zlib.compress(opening + b"x" * 200_000_000, 9)[2:-4]
+
+
+def ask_measured(server: ScriptedServer, expect: int) -> tuple[Result, int]:
+    """`mavera ask hi`, and the most memory it held at once (bytes, by tracemalloc)."""
+    tracemalloc.start()
+    try:
+        result = mavera(server, ["ask", "hi"], expect)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_gzip_bomb_in_an_answer_is_read_only_as_far_as_the_cap(server: ScriptedServer) -> None:
     """`ask`'s 200 body was decoded whole: 200 MB here, twice over (the pieces and their join),
     before it could be found not to be JSON. Now 64 MiB at most, and the read that would
     pass it (one network read of a bomb decodes to up to about 66 MB)."""
-    inflated = b'{"id":"resp_1","object":"response","output_text":"' + b"x" * 200_000_000
-    bomb = gzip.compress(b"")[:10] + zlib.compress(inflated, 9)[2:-4]
-    server.script(body(200, bomb, content_encoding="gzip"))
-    tracemalloc.start()
-    try:
-        result = mavera(server, ["ask", "hi"], 11)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    server.script(body(200, gzip_bomb(b'{"id":"resp_1","output_text":"'), content_encoding="gzip"))
+    result, peak = ask_measured(server, 11)
     one_line_error(result.stderr, "over 64 MiB")
     assert peak < 200_000_000, f"{peak} bytes at the peak"
 
@@ -171,16 +180,8 @@ def test_a_compressed_error_body_is_decoded(
 def test_a_gzip_bomb_in_an_error_body_is_decoded_only_as_far_as_the_cap(
     server: ScriptedServer,
 ) -> None:
-    inflated = b'{"error":{"message":"' + b"x" * 200_000_000  # 200 MB, about 200 KB gzipped
-    bomb = zlib.compress(inflated, 9)[2:-4]  # the raw deflate stream…
-    bomb = gzip.compress(b"")[:10] + bomb  # …in a gzip header (no trailer: cut short anyway)
-    server.script(body(400, bomb, content_encoding="gzip"))
-    tracemalloc.start()
-    try:
-        result = mavera(server, ["ask", "hi"], 4)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    server.script(body(400, gzip_bomb(b'{"error":{"message":"'), content_encoding="gzip"))
+    result, peak = ask_measured(server, 4)
     one_line_error(result.stderr, 'HTTP 400: {"error":{"message":"xxxx')
     assert peak < 32_000_000, f"{peak} bytes at the peak"
 
