@@ -81,11 +81,10 @@ _REORDER_SECONDS = 0.25
 # whole answer's wait before the rest start (like TCP's initial window, RFC 6928, a few
 # rather than one). Mavera's smallest limit (60 a minute) takes them whole; an unknown window
 # that cannot costs at most this many 429s, each retried. (Measured, with -j 32 against
-# 100/1 s: a first wave of 32 at once saved 0.03 s of 5.7 s, and its 32 fresh connections
-# reached the server unevenly enough that the next windows, slid on those starts, drew 429s
-# in 2 of 10 runs against 0 of 10. Waves of 1, 4 and 16 gave the same wall there, 5.61 s:
-# that first window's ramp is bound by the CPU. A wave pays off in small batches: 4 items at
-# -j 4 take one answer's time instead of two.)
+# 100/1 s and 50 ms answers: waves of 4, 8 and 16 gave the same wall, that first window's
+# ramp being bound by the CPU; a wave of 32 saved 0.04 s of 5.5 s, but into a window already
+# full, a re-run's or another process's, it would come back as 32 429s. A wave pays off in
+# small batches: 4 items at -j 4 take one answer's time instead of two.)
 _FIRST_WAVE = 4
 
 
