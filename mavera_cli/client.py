@@ -26,6 +26,7 @@ from mavera_cli.errors import (
     PartialStreamError,
     TimedOutError,
     UsageError,
+    cause_of,
     error_for_status,
     error_reply,
     not_a_response,
@@ -414,13 +415,9 @@ def _request_error(exc: httpx.HTTPError, settings: Settings) -> MaveraError:
 
 def _not_http(exc: BaseException) -> bool:
     """Whether h11 (httpx's HTTP/1.1 parser) refused what the server sent, as opposed to a
-    connection that failed or closed before any answer."""
-    cause: BaseException | None = exc
-    while cause is not None:  # httpx raises from httpcore, which raises during h11's
-        if isinstance(cause, h11.RemoteProtocolError):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
+    connection that failed or closed before any answer (httpx raises from httpcore, which
+    raises during h11's)."""
+    return cause_of(exc, (h11.RemoteProtocolError,)) is not None
 
 
 def _body_error(exc: httpx.HTTPError, settings: Settings) -> MaveraError:

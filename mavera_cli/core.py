@@ -87,8 +87,8 @@ def run_stream(
             # Ctrl-C or SIGTERM (also during a retry's wait): what arrived is written, then
             # how it ended (the NDJSON line); the signal itself goes on to the boundary.
             renderer.flush()
-            signum = stop.signum if isinstance(stop, Terminated) else 0
-            renderer.fail(InterruptedRun(terminated=bool(signum), signum=signum), accumulator)
+            signum = stop.signum if isinstance(stop, Terminated) else None
+            renderer.fail(InterruptedRun(signum), accumulator)
             raise
         except OutputClosed:
             raise  # nobody reads stdout any more: nothing to flush

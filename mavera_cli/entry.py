@@ -16,7 +16,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mavera_cli import __version__
-from mavera_cli.errors import ExitCode, MaveraError, OutputClosed, OutputFailedError, Terminated
+from mavera_cli.errors import (
+    ENDING_SIGNALS,
+    ExitCode,
+    MaveraError,
+    OutputClosed,
+    OutputFailedError,
+    Terminated,
+    cause_of,
+)
 
 if TYPE_CHECKING:
     from mavera_cli.reporting import Reporter
@@ -36,24 +44,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_term = signal.signal(signal.SIGTERM, _terminate)
     # Closing the terminal sends SIGHUP, Ctrl-\ SIGQUIT: ended as by SIGTERM (nothing left
     # behind, no core), unless ignored (`nohup`) or handled by someone else.
-    ending = [sig for sig in _ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_DFL]
+    ending = [sig for sig in ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_DFL]
     for sig in ending:
         signal.signal(sig, _terminate)
     try:
         try:
             return _run(args)
         except Terminated as stop:  # before _run could report it (its first imports)
-            return 128 + stop.signum
+            return stop.status
         except KeyboardInterrupt:
             return int(ExitCode.interrupted)
     finally:
         signal.signal(signal.SIGTERM, previous_term)
         for sig in ending:
             signal.signal(sig, signal.SIG_DFL)
-
-
-# Ended as SIGTERM is when their default action is in place (it would end mavera at once).
-_ENDING_SIGNALS = (signal.SIGHUP, signal.SIGQUIT)
 
 
 def run() -> NoReturn:
@@ -97,7 +101,7 @@ def _import_with_signals_held() -> None:
     is imported first, with those signals held: one that came meanwhile is handled after."""
     if "orjson" in sys.modules:
         return
-    held = {signal.SIGINT, signal.SIGTERM, *_ENDING_SIGNALS}
+    held = {signal.SIGINT, signal.SIGTERM, *ENDING_SIGNALS}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         import orjson  # noqa: F401  (for its side effect: loaded whole)
@@ -145,7 +149,7 @@ def _run(args: list[str]) -> int:
         return int(ExitCode.interrupted)
     except Terminated as stop:
         _flush_stdout()
-        return 128 + stop.signum
+        return stop.status
     except (BrokenPipeError, OutputClosed):
         return _broken_pipe()
     except MemoryError:  # the system's limit (ulimit -v, a container's), not a bug of ours
@@ -167,18 +171,6 @@ def _run(args: list[str]) -> int:
         return _internal_error(reporter, exc)
 
 
-def _signal_behind(exc: BaseException) -> Terminated | KeyboardInterrupt | None:
-    """The signal's exception that `exc` was raised from or while handling, if any."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, (Terminated, KeyboardInterrupt)):
-            return cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
 # Made before it is needed: telling it must not need memory the system just refused.
 _OUT_OF_MEMORY = b"mavera: error: out of memory: the system refused mavera more (ulimit -v?)\n"
 
@@ -193,11 +185,11 @@ def _out_of_memory(reporter: Reporter) -> int:
 
 def _internal_error(reporter: Reporter, exc: BaseException) -> int:
     _flush_stdout()
-    stop = _signal_behind(exc)
+    stop = cause_of(exc, (Terminated, KeyboardInterrupt))
     if stop is not None:
         # Ctrl-C or SIGTERM while Python ran code whose exceptions it wraps (a class body's
         # __set_name__, as a module is imported at start-up): the signal, not a bug.
-        return 128 + stop.signum if isinstance(stop, Terminated) else int(ExitCode.interrupted)
+        return stop.status if isinstance(stop, Terminated) else int(ExitCode.interrupted)
     reporter.error(
         f"internal error ({type(exc).__name__}: {exc}); this is a bug in mavera "
         f"{__version__}, please report it with the command you ran"

@@ -191,30 +191,46 @@ class InternalError(MaveraError):
 
 
 class InterruptedRun(MaveraError):
-    """A run stopped by Ctrl-C (exit 130) or SIGTERM (`status` 143), for the renderer to report
-    (the NDJSON `mavera.error` line); the KeyboardInterrupt or Terminated itself goes on to
-    the boundary, which ends the process."""
+    """A run stopped by Ctrl-C (exit 130) or by the signal `signum` (`status` 128 + it), for
+    the renderer to report (the NDJSON `mavera.error` line); the KeyboardInterrupt or
+    Terminated itself goes on to the boundary, which ends the process."""
 
     exit_code = ExitCode.interrupted
 
-    def __init__(self, *, terminated: bool = False, signum: int = signal.SIGTERM) -> None:
-        super().__init__("terminated" if terminated else "interrupted")
-        # The process exit status: 143 (129 for SIGHUP, 131 for SIGQUIT) is not an ExitCode (no
-        # row of its own
-        # in the table).
-        self.status = 128 + signum if terminated else int(ExitCode.interrupted)
+    def __init__(self, signum: int | None = None) -> None:
+        super().__init__("interrupted" if signum is None else "terminated")
+        self.status = int(ExitCode.interrupted) if signum is None else 128 + signum
+
+
+# Signals whose default action ends the process at once; entry ends them as SIGTERM, when
+# that default is in place: SIGHUP (the terminal closed) and SIGQUIT (Ctrl-\\).
+ENDING_SIGNALS = (signal.SIGHUP, signal.SIGQUIT)
 
 
 class Terminated(BaseException):
-    """SIGTERM (or SIGHUP: the terminal closed; SIGQUIT: Ctrl-\\), raised in the main thread by
-    entry's handler
-    so that output is flushed and reported on the way out, and nothing is left behind (a
-    temporary file, a tool's process group). A BaseException, like KeyboardInterrupt: no
-    layer may catch it."""
+    """SIGTERM (or one of ENDING_SIGNALS), raised in the main thread by entry's handler so that
+    output is flushed and reported on the way out, and nothing is left behind (a temporary
+    file, a tool's process group). A BaseException, like KeyboardInterrupt: no layer may
+    catch it."""
 
     def __init__(self, signum: int = signal.SIGTERM) -> None:
         super().__init__(signum)
         self.signum = int(signum)
+        # The process exit status, as a shell reports it: 143 for SIGTERM, 129 for SIGHUP,
+        # 131 for SIGQUIT (not ExitCodes: they have no row of their own in the table).
+        self.status = 128 + self.signum
+
+
+def cause_of(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The exception of one of `kinds` that `exc` is, or was raised from or while handling."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, kinds):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 class OutputClosed(BaseException):

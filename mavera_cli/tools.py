@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mavera_cli.config import seconds
-from mavera_cli.errors import InvalidOutputError, ToolFailedError, UsageError
+from mavera_cli.errors import ENDING_SIGNALS, InvalidOutputError, ToolFailedError, UsageError
 from mavera_cli.events import FunctionCall
 from mavera_cli.redact import Redactor
 from mavera_cli.schema import check_depth, read_document
@@ -235,9 +235,9 @@ def run_command(
             raise
 
 
-# The signals whose Python handlers raise (Ctrl-C, SIGTERM, SIGHUP and SIGQUIT, --max-time's
-# timer).
-_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGHUP, signal.SIGQUIT)
+# The signals whose Python handlers raise (Ctrl-C, SIGTERM and the others entry ends as it,
+# --max-time's timer).
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, *ENDING_SIGNALS)
 
 
 @contextlib.contextmanager

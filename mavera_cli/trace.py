@@ -61,8 +61,7 @@ def exit_status(error: BaseException | None) -> tuple[int, str | None, str | Non
     if isinstance(error, KeyboardInterrupt):
         return int(ExitCode.interrupted), ExitCode.interrupted.name, "interrupted"
     if isinstance(error, Terminated):
-        stopped = InterruptedRun(terminated=True, signum=error.signum)
-        return stopped.status, ExitCode.interrupted.name, "terminated"
+        return error.status, ExitCode.interrupted.name, "terminated"
     if isinstance(error, (OutputClosed, BrokenPipeError)):
         return SIGPIPE_STATUS, None, "standard output closed"
     return int(ExitCode.internal), ExitCode.internal.name, type(error).__name__
