@@ -5,7 +5,6 @@ not decode, and a gzip bomb must stay small).
 
 from __future__ import annotations
 
-import json
 import zlib
 from typing import Any
 
@@ -13,6 +12,7 @@ import httpx
 
 from mavera_cli.errors import InvalidOutputError
 from mavera_cli.observe import StreamObserver
+from mavera_cli.schema import strict_loads
 
 MAX_ERROR_BODY = 64 * 1024  # enough for any error message; an HTML page is cut short
 # A whole (not streamed) answer: `ask`'s Response, the persona list, the usage report. A
@@ -27,12 +27,8 @@ _ZLIB_WBITS = {"gzip": (zlib.MAX_WBITS | 16,), "deflate": (zlib.MAX_WBITS, -zlib
 def exact_json(body: bytes) -> Any:
     """`body` parsed as JSON, every number kept (orjson makes floats of big integers and
     refuses 1e400); None if it is not JSON."""
-
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")  # json accepts NaN and Infinity, JSON does not
-
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=no_constant)
+        return strict_loads(body.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
 

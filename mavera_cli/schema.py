@@ -274,9 +274,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def strict_loads(text: str) -> Any:
-    """Parse JSON as RFC 8259 has it: no NaN or Infinity (Python's json accepts them)."""
-    return json.loads(text, parse_constant=_reject_constant)
+def strict_loads(text: str, **hooks: Any) -> Any:
+    """Parse JSON as RFC 8259 has it: no NaN or Infinity (Python's json accepts them).
+    `hooks`: json.loads's parse_int / parse_float, to refuse numbers too."""
+    return json.loads(text, parse_constant=_reject_constant, **hooks)
 
 
 def check_final_json(text: str, schema: dict[str, Any] | None = None) -> Any:

@@ -43,6 +43,7 @@ import orjson
 from mavera_cli.config import xdg_dir
 from mavera_cli.errors import OutputFailedError, UsageError
 from mavera_cli.redact import Redactor
+from mavera_cli.schema import strict_loads
 
 FORMAT_VERSION = 1
 # The settings a session remembers from the turn that started it.
@@ -170,12 +171,7 @@ def _read_stored(name: str, path: Path) -> Session | None:
             raise NotASessionFile(name, path, "not a regular file")
         data = file.read()
     try:
-        document = json.loads(
-            data.decode("utf-8"),
-            parse_int=_integer,
-            parse_float=_finite,
-            parse_constant=_no_constant,
-        )
+        document = strict_loads(data.decode("utf-8"), parse_int=_integer, parse_float=_finite)
         orjson.dumps(document)  # a lone surrogate, or nesting deeper than orjson writes
         return _session_from(name, path, document)
     except _MALFORMED as exc:
@@ -194,10 +190,6 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError("a number beyond a double")
     return value
-
-
-def _no_constant(text: str) -> Any:
-    raise ValueError(f"{text} is not JSON")
 
 
 def _session_from(name: str, path: Path, data: Any) -> Session:
