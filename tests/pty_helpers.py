@@ -137,3 +137,33 @@ def run_on_a_pty(
     stderr = proc.stderr.read().decode()
     proc.stderr.close()
     return drawn, stderr, proc.wait(timeout=timeout)
+
+
+def run_with_pty_stderr(args: Sequence[str]) -> tuple[int, bytes, bytes]:
+    """Run mavera with stderr on a pseudo-terminal: (exit code, stdout, what the pty got)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mavera_cli", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=mavera_env(),
+    )
+    os.close(follower)
+    stdout, _ = proc.communicate(timeout=30)
+    return proc.returncode, stdout, _drain(leader)
+
+
+def _drain(leader: int) -> bytes:
+    """What the pseudo-terminal got, until it goes quiet or its other end closes."""
+    shown = b""
+    while select.select([leader], [], [], 0.5)[0]:
+        try:
+            piece = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not piece:
+            break
+        shown += piece
+    os.close(leader)
+    return shown

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import pty
 import re
 import select
 import shlex
@@ -33,6 +32,7 @@ from tests.conftest import (
     run_mavera,
     start_mavera,
 )
+from tests.pty_helpers import run_with_pty_stderr
 from tests.scripted_server import DONE, ScriptedServer, sse_event, text_stream
 
 WEATHER = {
@@ -401,27 +401,8 @@ def test_a_terminal_shows_each_call_as_its_arguments_stream_in(server, tmp_path)
     stream = call_stream([("call_a", "get_weather", ['{"city":', '"Nice"}'])])
     server.script(streaming(stream, "bytewise"))
     functions = write_json(tmp_path / "f.json", [WEATHER])
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mavera_cli", *tools_args(server, functions), "--no-color", "hi"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=follower,
-        env=mavera_env(),
-    )
-    os.close(follower)
-    stdout, _ = proc.communicate(timeout=30)
-    shown = b""
-    while select.select([leader], [], [], 0.5)[0]:
-        try:
-            piece = os.read(leader, 4096)
-        except OSError:
-            break
-        if not piece:
-            break
-        shown += piece
-    os.close(leader)
-    assert proc.returncode == 0
+    code, stdout, shown = run_with_pty_stderr([*tools_args(server, functions), "--no-color", "hi"])
+    assert code == 0
     assert '→ get_weather {"city":"Nice"}' in shown.decode()
     assert b"\xe2\x86\x92" not in stdout  # the preview never reaches the product
     assert ndjson(stdout)[0]["arguments"] == {"city": "Nice"}

@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import resource
-import select
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_KEY, mavera_env, one_line_error, run_mavera, start_mavera
-from tests.pty_helpers import run_on_a_pty
+from tests.conftest import TEST_KEY, Result, one_line_error, run_mavera, start_mavera
+from tests.pty_helpers import run_on_a_pty, run_with_pty_stderr
 from tests.scripted_server import DONE, ScriptedServer, sse_event, text_stream
 from tests.test_tools import (
     ECHO_TOOL,
@@ -63,39 +59,10 @@ def tool_counting_runs(tmp_path: Path) -> tuple[str, Path]:
     return tool_command(tmp_path, source, "count.py"), log
 
 
-def run_with_pty_stderr(args: list[str]) -> tuple[int, bytes, bytes]:
-    """Run mavera with stderr on a pseudo-terminal: (exit code, stdout, what the pty got)."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mavera_cli", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=follower,
-        env=mavera_env(),
-    )
-    os.close(follower)
-    stdout, _ = proc.communicate(timeout=30)
-    return proc.returncode, stdout, _drain(leader)
-
-
 def run_with_pty_stdout(args: list[str]) -> tuple[int, bytes, str]:
     """Run mavera with stdout on a pseudo-terminal: (exit code, what the pty got, stderr)."""
     shown, stderr, code = run_on_a_pty(args, as_written=True)
     return code, shown, stderr
-
-
-def _drain(leader: int) -> bytes:
-    shown = b""
-    while select.select([leader], [], [], 0.5)[0]:
-        try:
-            piece = os.read(leader, 65536)
-        except OSError:  # EIO: the child closed its end
-            break
-        if not piece:
-            break
-        shown += piece
-    os.close(leader)
-    return shown
 
 
 # --- which events are about one call ---------------------------------------------------------
@@ -130,15 +97,23 @@ def test_a_call_without_any_id_is_one_call(server: ScriptedServer, tmp_path: Pat
     ]
 
 
+def run_counted(
+    server: ScriptedServer, tmp_path: Path, stream: list[bytes]
+) -> tuple[Result, list[str]]:
+    """`tools --exec` on `stream` (then a text answer): the run, and the stdin of each time
+    the command ran."""
+    server.script(streaming(stream), streaming(answered()))
+    functions = write_json(tmp_path / "f.json", [WEATHER])
+    command, log = tool_counting_runs(tmp_path)
+    result = run_mavera([*tools_args(server, functions), "--exec", f"get_weather={command}", "hi"])
+    return result, log.read_text().splitlines()
+
+
 def test_a_call_without_any_id_runs_its_command_once(
     server: ScriptedServer, tmp_path: Path
 ) -> None:
-    server.script(streaming(NO_ID_CALL), streaming(answered()))
-    functions = write_json(tmp_path / "f.json", [WEATHER])
-    command, log = tool_counting_runs(tmp_path)
-    args = [*tools_args(server, functions), "--exec", f"get_weather={command}", "hi"]
-    run_mavera(args)
-    assert log.read_text().splitlines() == [repr('{"city":"Paris"}')]
+    _, runs = run_counted(server, tmp_path, NO_ID_CALL)
+    assert runs == [repr('{"city":"Paris"}')]
 
 
 def test_two_calls_sharing_one_item_id_are_both_kept(
@@ -206,12 +181,8 @@ def test_a_call_only_in_the_final_response_is_printed(
 def test_a_call_only_in_the_final_response_runs_its_command(
     server: ScriptedServer, tmp_path: Path
 ) -> None:
-    server.script(streaming(FINAL_ONLY), streaming(answered()))
-    functions = write_json(tmp_path / "f.json", [WEATHER])
-    command, log = tool_counting_runs(tmp_path)
-    args = [*tools_args(server, functions), "--exec", f"get_weather={command}", "hi"]
-    result = run_mavera(args)
-    assert log.read_text().splitlines() == [repr('{"city":"Lima"}')]
+    result, runs = run_counted(server, tmp_path, FINAL_ONLY)
+    assert runs == [repr('{"city":"Lima"}')]
     assert result.stdout == b"the weather is fine\n"
     sent = server.requests[1].json()["input"]
     assert {"type": "function_call_output", "call_id": "call_1", "output": "{}\n"} in sent
