@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 from mavera_cli.errors import InvalidOutputError
+from mavera_cli.jsonin import strict_loads
 from mavera_cli.observe import StreamObserver
-from mavera_cli.schema import strict_loads
 
 MAX_ERROR_BODY = 64 * 1024  # enough for any error message; an HTML page is cut short
 # A whole (not streamed) answer: `ask`'s Response, the persona list, the usage report. A

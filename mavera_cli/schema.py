@@ -21,6 +21,7 @@ from typing import Any
 
 from mavera_cli.errors import InvalidOutputError, UsageError
 from mavera_cli.files import is_pipe
+from mavera_cli.jsonin import strict_loads
 
 # OpenAI's rule for `text.format.name` (Mavera says it matches): letters, digits, _ and -.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -268,16 +269,6 @@ def validate_output(instance: Any, schema: dict[str, Any]) -> None:
         raise InvalidOutputError(
             f"the output does not match the schema at {error.json_path}: {_clip(error.message)}"
         )
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def strict_loads(text: str, **hooks: Any) -> Any:
-    """Parse JSON as RFC 8259 has it: no NaN or Infinity (Python's json accepts them).
-    `hooks`: json.loads's parse_int / parse_float, to refuse numbers too."""
-    return json.loads(text, parse_constant=_reject_constant, **hooks)
 
 
 def check_final_json(text: str, schema: dict[str, Any] | None = None) -> Any:

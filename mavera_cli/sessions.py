@@ -42,8 +42,8 @@ import orjson
 
 from mavera_cli.config import xdg_dir
 from mavera_cli.errors import OutputFailedError, UsageError
+from mavera_cli.jsonin import strict_loads
 from mavera_cli.redact import Redactor
-from mavera_cli.schema import strict_loads
 
 FORMAT_VERSION = 1
 # The settings a session remembers from the turn that started it.

@@ -23,10 +23,10 @@ from typing import Any
 
 from mavera_cli.errors import InternalError, InvalidOutputError, MaveraError, OutputClosed
 from mavera_cli.events import NOT_PARSED, TEXT_DELTA, ResponseAccumulator, ResponseEvent
+from mavera_cli.jsonin import strict_loads
 from mavera_cli.jsonout import dump_json, terminal_json
 from mavera_cli.render import OutputSink, Renderer
 from mavera_cli.render.ndjson import error_line
-from mavera_cli.schema import strict_loads
 from mavera_cli.terminal import Terminal
 
 # The preview is redrawn at most this many times a second.
